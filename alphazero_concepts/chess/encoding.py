@@ -133,9 +133,28 @@ def _build_flat_table(flip: int) -> list[int]:
 _FLAT_TABLES = {chess.WHITE: _build_flat_table(0), chess.BLACK: _build_flat_table(56)}
 
 
+def legal_moves(board: chess.Board) -> list[chess.Move]:
+    """`list(board.legal_moves)`, same moves in the same order, about twice as fast.
+
+    Out of check, a pseudo-legal move is legal unless it moves the king, a pinned piece or an en-passant pawn;
+    only those few go through python-chess's own safety test. In check, python-chess's evasion generator is used.
+    """
+    king_mask = board.kings & board.occupied_co[board.turn]
+    if not king_mask or board.is_check():
+        return list(board.legal_moves)
+    king = chess.msb(king_mask)
+    blockers = board._slider_blockers(king)
+    risky = blockers | king_mask
+    if board.ep_square is not None:
+        risky |= board.pawns & board.occupied_co[board.turn] & chess.BB_PAWN_ATTACKS[not board.turn][board.ep_square]
+    is_safe = board._is_safe
+    return [m for m in board.generate_pseudo_legal_moves()
+            if not chess.BB_SQUARES[m.from_square] & risky or is_safe(king, blockers, m)]
+
+
 def legal_move_indices(board: chess.Board) -> tuple[list[chess.Move], np.ndarray]:
     """The legal moves of `board` and their policy indices (int64 array, same order)."""
-    moves = list(board.legal_moves)
+    moves = legal_moves(board)
     table = _FLAT_TABLES[board.turn]
     idx = [table[(m.from_square << 6 | m.to_square) + 4096 * (m.promotion or 0)] for m in moves]
     return moves, np.array(idx, dtype=np.int64)
@@ -189,30 +208,45 @@ def _ply_of(board: chess.Board) -> int:
     return 2 * (board.fullmove_number - 1) + (board.turn == chess.BLACK)
 
 
+def _state_key(state: chess._BoardState, ep_square: int | None) -> tuple:
+    return (state.pawns, state.knights, state.bishops, state.rooks, state.queens, state.kings, state.occupied_w,
+            state.occupied_b, state.turn, state.castling_rights, ep_square)
+
+
+def _capturable_ep(state: chess._BoardState) -> int | None:
+    """The en-passant square if a legal en-passant capture exists (as `Board._transposition_key`), else None."""
+    ep = state.ep_square
+    if ep is None:
+        return None
+    own = state.occupied_w if state.turn == chess.WHITE else state.occupied_b
+    if not chess.BB_PAWN_ATTACKS[not state.turn][ep] & state.pawns & own:
+        return None
+    # rare: a pawn attacks the square, but the capture may still be illegal (pin, check)
+    scratch = chess.Board(None)
+    state.restore(scratch)
+    return ep if scratch.has_legal_en_passant() else None
+
+
 def _board_history(board: chess.Board) -> tuple[list[tuple[int, ...]], list[int]]:
     """Bitboards of the up-to-8 most recent positions of `board` and their repetition counts.
 
-    Walks back through the move stack on a copy (the input is never changed), only as far as repetitions of the
-    last 8 positions can reach: a position can only repeat within its fifty-move window.
+    Reads the board's saved states (python-chess keeps one per move played) instead of copying and popping; the
+    input is never changed. Positions are compared as python-chess's repetition rule does (pieces, side to move,
+    castling rights, en-passant square when a capture there is possible), only as far back as the fifty-move
+    window of the recent positions can reach.
     """
-    if not board.move_stack:
-        return [board_bitboards(board)], [0]
-    b = board.copy(stack=True)
-    keys: list[object] = []
-    bbs: list[tuple[int, ...]] = []
-    reach = 0  # how far back repetitions of the recent positions can lie
-    t = 0
-    while True:
-        keys.append(b._transposition_key())
-        if t < HISTORY_STEPS:
-            bbs.append(board_bitboards(b))
-            reach = max(reach, t + b.halfmove_clock)
-        if (t >= HISTORY_STEPS - 1 and t >= reach) or not b.move_stack:
-            break
-        b.pop()
-        t += 1
-    # an irreversible move changes the key for good, so counting over all collected keys is exact
-    reps = [min(2, keys[s + 1 :].count(keys[s])) for s in range(len(bbs))]
+    states = board._stack
+    current = chess._BoardState(board)
+    history = [current, *reversed(states[-(HISTORY_STEPS - 1):])] if states else [current]
+    bbs = []
+    for st in history:
+        white, black = st.occupied_w, st.occupied_b
+        kinds = (st.pawns, st.knights, st.bishops, st.rooks, st.queens, st.kings)
+        bbs.append(tuple(k & white for k in kinds) + tuple(k & black for k in kinds))
+    reach = max(t + st.halfmove_clock for t, st in enumerate(history))
+    window = [current, *reversed(states[-reach:])] if reach and states else [current]
+    keys = [_state_key(st, _capturable_ep(st)) for st in window]
+    reps = [min(2, keys[s + 1 : s + 1 + history[s].halfmove_clock].count(keys[s])) for s in range(len(history))]
     return bbs, reps
 
 

@@ -226,6 +226,23 @@ class Series:
             return max(rated, key=lambda m: m.elo).name
         return self.entries[-1].name
 
+    def copy_to(self, directory: str | Path, names: list[str] | None = None, name: str | None = None) -> Series:
+        """A new series at `directory` holding copies of checkpoints `names` (default all), in series order."""
+        import shutil
+
+        keep = [m for m in self.entries if names is None or m.name in names]
+        missing = set(names or []) - {m.name for m in keep}
+        if missing:
+            raise CheckpointError(f"{self.directory}: no checkpoints named {sorted(missing)}")
+        out = Series(directory, name=name or Path(directory).name, config=self.config)
+        out.directory.mkdir(parents=True, exist_ok=True)
+        for meta in keep:
+            shutil.copyfile(self.path_of(meta.name), out.directory / f"{meta.name}.pt")
+        out.entries = [CheckpointMeta.from_dict(m.to_dict()) for m in keep]
+        out.info = dict(self.info)
+        out.write_manifest()
+        return out
+
     def set_elo(self, elos: dict[str, float]) -> None:
         for m in self.entries:
             if m.name in elos:

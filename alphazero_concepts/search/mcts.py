@@ -15,6 +15,7 @@ fifty-move rule and threefold repetition (counting the root's own game history) 
 
 from __future__ import annotations
 
+import gc
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ import numpy as np
 from alphazero_concepts.chess.encoding import (
     HISTORY_STEPS,
     PositionArrays,
+    _board_history,
     board_bitboards,
     castling_bits,
     legal_move_indices,
@@ -62,6 +64,9 @@ class MCTSConfig:
         return asdict(self)
 
 
+_EMPTY = (0,) * 12
+
+
 class Evaluator(Protocol):
     """Priors over the legal moves and values (side to move's view, in [-1, 1]) of a batch of positions."""
 
@@ -72,8 +77,28 @@ class Evaluator(Protocol):
 class Node:
     """A search-tree node: one position, its legal moves and per-child statistics (side to move's view)."""
 
-    __slots__ = ("N", "P", "Q", "W", "board", "children", "depth", "expanded", "halfmove", "index", "key", "moves",
-                 "n_total", "nn_value", "parent", "reps", "snap", "terminal_value")
+    __slots__ = (
+        "N",
+        "P",
+        "Q",
+        "W",
+        "board",
+        "children",
+        "depth",
+        "expanded",
+        "halfmove",
+        "hist",
+        "index",
+        "key",
+        "moves",
+        "n_total",
+        "nn_value",
+        "parent",
+        "rep_hist",
+        "reps",
+        "snap",
+        "terminal_value",
+    )
 
     def __init__(self, board: chess.Board, parent: Node | None, depth: int) -> None:
         self.board = board
@@ -84,6 +109,9 @@ class Node:
         self.halfmove = board.halfmove_clock
         self.moves, self.index = legal_move_indices(board)
         self.reps = 0
+        # the network's history input: this position and the 7 before it (zeros before the game's start)
+        self.hist: tuple[tuple[int, ...], ...] = ()
+        self.rep_hist: tuple[int, ...] = ()
         self.terminal_value: float | None = None
         self.expanded = False
         self.nn_value = 0.0
@@ -160,23 +188,19 @@ class _Tree:
 
     def __init__(self, board: chess.Board, repetition_draw: int = 3) -> None:
         self.root_board = board
-        self.history_snaps: list[tuple[int, ...]] = []  # positions before the root, most recent first
-        self.history_reps: list[int] = []
-        self.history_keys: list[object] = []  # within the root's fifty-move window, most recent first
         b = board.copy(stack=True)
-        keys: list[object] = [b._transposition_key()]
-        t = 0
-        while b.move_stack and (t < HISTORY_STEPS - 1 or t < board.halfmove_clock):
+        keys: list[object] = []
+        while len(keys) < board.halfmove_clock and b.move_stack:
             b.pop()
-            t += 1
             keys.append(b._transposition_key())
-            if t < HISTORY_STEPS:
-                self.history_snaps.append(board_bitboards(b))
-        self.history_keys = keys[1 : board.halfmove_clock + 1]
-        self.history_reps = [min(2, keys[s + 1 :].count(keys[s])) for s in range(1, 1 + len(self.history_snaps))]
+        self.history_keys = keys  # positions before the root within its fifty-move window, most recent first
+        snaps, reps = _board_history(board)
+        pad = HISTORY_STEPS - len(snaps)
         self.root = Node(board.copy(stack=False), None, 0)
-        self.root.reps = min(2, self.history_keys.count(self.root.key))
-        _set_terminal(self.root, self.root.reps, repetition_draw)
+        self.root.reps = reps[0]
+        self.root.hist = (*snaps, *([_EMPTY] * pad))
+        self.root.rep_hist = (*reps, *([0] * pad))
+        _set_terminal(self.root, self.history_keys.count(self.root.key), repetition_draw)
 
 
 def _set_terminal(node: Node, reps: int, repetition_draw: int) -> None:
@@ -203,6 +227,17 @@ class MCTS:
     def search(self, boards: Sequence[chess.Board], simulations: int | None = None) -> list[SearchResult]:
         """Search every board (with its move history) for `simulations` simulations each."""
         sims = simulations or self.config.simulations
+        # Trees are many small linked objects: the cyclic garbage collector would re-scan them over and over
+        # while they grow (a large share of search time). Pause it during the search; it runs again afterwards.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._search(boards, sims)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _search(self, boards: Sequence[chess.Board], sims: int) -> list[SearchResult]:
         trees = [_Tree(b, self.config.repetition_draw) for b in boards]
         live = [t for t in trees if t.root.terminal_value is None]
         self._expand([(t, t.root) for t in live])  # root priors and value (noise added here)
@@ -260,6 +295,8 @@ class MCTS:
         if steps <= child.halfmove:
             count += tree.history_keys[: child.halfmove - steps + 1].count(child.key)
         child.reps = min(2, count)
+        child.hist = (child.snap, *node.hist[: HISTORY_STEPS - 1])
+        child.rep_hist = (child.reps, *node.rep_hist[: HISTORY_STEPS - 1])
         _set_terminal(child, count, self.config.repetition_draw)
         node.children[a] = child
         return child
@@ -286,41 +323,25 @@ class MCTS:
     # ----------------------------------------------------------------------------------------------------------
     def leaf_arrays(self, items: Sequence[tuple[_Tree, Node]]) -> PositionArrays:
         """History arrays of leaves: steps from the node's ancestors, then from the root's game history."""
-        n = len(items)
-        bitboards = np.zeros((n, HISTORY_STEPS, 12), dtype=np.uint64)
-        repetitions = np.zeros((n, HISTORY_STEPS), dtype=np.int8)
-        turn = np.empty(n, dtype=bool)
-        castling = np.empty((n, 4), dtype=bool)
-        ply = np.empty(n, dtype=np.int32)
-        halfmove = np.empty(n, dtype=np.int32)
-        for i, (tree, node) in enumerate(items):
-            snaps, reps = [], []
-            anc: Node | None = node
-            while anc is not None and len(snaps) < HISTORY_STEPS:
-                snaps.append(anc.snap)
-                reps.append(anc.reps)
-                anc = anc.parent
-            k = HISTORY_STEPS - len(snaps)
-            snaps.extend(tree.history_snaps[:k])
-            reps.extend(tree.history_reps[:k])
-            bitboards[i, : len(snaps)] = snaps
-            repetitions[i, : len(reps)] = reps
-            b = node.board
-            turn[i] = b.turn == chess.WHITE
-            castling[i] = castling_bits(b)
-            ply[i] = 2 * (b.fullmove_number - 1) + (b.turn == chess.BLACK)
-            halfmove[i] = node.halfmove
-        return PositionArrays(bitboards, repetitions, turn, castling, ply, halfmove)
+        nodes = [node for _, node in items]
+        boards = [node.board for node in nodes]
+        n = len(nodes)
+        return PositionArrays(
+            bitboards=np.array([node.hist for node in nodes], dtype=np.uint64).reshape(n, HISTORY_STEPS, 12),
+            repetitions=np.array([node.rep_hist for node in nodes], dtype=np.int8).reshape(n, HISTORY_STEPS),
+            turn=np.fromiter((b.turn == chess.WHITE for b in boards), dtype=bool, count=n),
+            castling=np.array([castling_bits(b) for b in boards], dtype=bool).reshape(n, 4),
+            ply=np.fromiter((2 * (b.fullmove_number - 1) + (b.turn == chess.BLACK) for b in boards), np.int32, n),
+            halfmove=np.fromiter((node.halfmove for node in nodes), dtype=np.int32, count=n),
+        )
 
     def _expand(self, items: Sequence[tuple[_Tree, Node]]) -> None:
         if not items:
             return
         arrays = self.leaf_arrays(items)
-        keys = [
-            (arrays.bitboards[i].tobytes(), arrays.repetitions[i].tobytes(), bool(arrays.turn[i]),
-             arrays.castling[i].tobytes(), int(arrays.ply[i]), int(arrays.halfmove[i]))
-            for i in range(len(items))
-        ]
+        # exact network input: history bitboards and repetitions, side to move, castling, en passant, counters
+        keys = [(node.key, node.hist, node.rep_hist, node.halfmove, node.board.fullmove_number)
+                for _, node in items]
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
         if todo:
             sub = PositionArrays(arrays.bitboards[todo], arrays.repetitions[todo], arrays.turn[todo],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -185,7 +186,7 @@ def lr_at(step: int, config: SupervisedConfig) -> float:
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     t = min(1.0, (step - config.warmup_steps) / max(1, config.total_steps - config.warmup_steps))
-    return config.lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * t)))
+    return float(config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))))
 
 
 def train_step(net: AZNet, opt: torch.optim.Optimizer, batch: Batch, value_weight: float) -> dict[str, float]:

@@ -1,0 +1,155 @@
+"""`azc bench`: throughput and speed-up ratios measured side by side in one run, written to JSON.
+
+Every ratio compares two ways of doing the same work on the same inputs in the same process, so it says what
+the design buys (vectorised encoding, batched network calls, batched search) independently of the machine.
+"""
+
+from __future__ import annotations
+
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import chess
+import numpy as np
+import torch
+
+from alphazero_concepts.chess.encoding import HISTORY_STEPS, N_PLANES, encode
+from alphazero_concepts.nn.network import AZNet, predict
+from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    quick: bool = True
+    positions: int = 512  # encoding benchmark
+    batch: int = 128  # trees searched together / network batch
+    simulations: int = 32  # per tree, batched search
+    sequential_trees: int = 2  # trees searched one by one (one leaf per network call)
+    seconds: float = 2.0  # minimum timing window for network throughput
+    seed: int = 0
+
+    @classmethod
+    def for_mode(cls, quick: bool) -> BenchConfig:
+        return cls() if quick else cls(quick=False, positions=4096, batch=256, simulations=100,
+                                       sequential_trees=4, seconds=5.0)
+
+
+def random_boards(n: int, seed: int = 0, min_plies: int = 6, max_plies: int = 60) -> list[chess.Board]:
+    """Boards with history from seeded random games (positions reached by legal random play)."""
+    rng = random.Random(seed)
+    boards = []
+    while len(boards) < n:
+        board = chess.Board()
+        for _ in range(rng.randint(min_plies, max_plies)):
+            moves = list(board.legal_moves)
+            if not moves:
+                break
+            board.push(rng.choice(moves))
+        if not board.is_game_over():
+            boards.append(board)
+    return boards
+
+
+def naive_encode(boards: list[chess.Board]) -> np.ndarray:
+    """Reference encoder with per-square Python loops (the baseline the vectorised encoder is compared to)."""
+    out = np.zeros((len(boards), N_PLANES, 8, 8), dtype=np.float32)
+    for i, board in enumerate(boards):
+        us = board.turn
+        b = board.copy()
+        for step in range(HISTORY_STEPS):
+            for square in chess.SQUARES:
+                piece = b.piece_at(square)
+                if piece is None:
+                    continue
+                rank, file = chess.square_rank(square), chess.square_file(square)
+                if us == chess.BLACK:
+                    rank = 7 - rank
+                plane = piece.piece_type - 1 + (0 if piece.color == us else 6)
+                out[i, 14 * step + plane, rank, file] = 1.0
+            if b.is_repetition(2):
+                out[i, 14 * step + 12] = 1.0
+            if b.is_repetition(3):
+                out[i, 14 * step + 13] = 1.0
+            if not b.move_stack:
+                break
+            b.pop()
+        out[i, 112] = float(us == chess.WHITE)
+        out[i, 113] = board.ply() / 200.0
+        them = not us
+        out[i, 114] = board.has_kingside_castling_rights(us)
+        out[i, 115] = board.has_queenside_castling_rights(us)
+        out[i, 116] = board.has_kingside_castling_rights(them)
+        out[i, 117] = board.has_queenside_castling_rights(them)
+        out[i, 118] = board.halfmove_clock / 100.0
+    return out
+
+
+def _rate(fn: Callable[[], int], seconds: float) -> float:
+    """Items per second of `fn` (which returns how many items it did), repeated for at least `seconds`."""
+    fn()  # warm-up
+    done, start = 0, time.perf_counter()
+    while True:
+        done += fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return done / elapsed
+
+
+def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = print) -> dict:
+    """Measure everything side by side; returns the JSON-ready result dict."""
+    torch.manual_seed(config.seed)
+    net.eval()
+    result: dict = {
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch_threads": torch.get_num_threads(), "torch": torch.__version__},
+        "model": {"blocks": net.config.blocks, "channels": net.config.channels, "se": net.config.se},
+        "config": config.__dict__,
+    }
+    boards = random_boards(config.positions, config.seed)
+
+    log("encoding …")
+    fast = encode(boards[:64])
+    slow = naive_encode(boards[:64])
+    result["encode_matches_naive"] = bool(np.array_equal(fast, slow))
+    enc_rate = _rate(lambda: len(encode(boards)), config.seconds)
+    naive_boards = boards[: max(32, config.positions // 8)]
+    naive_rate = _rate(lambda: len(naive_encode(naive_boards)), config.seconds)
+    result["encode_positions_per_s"] = enc_rate
+    result["encode_naive_positions_per_s"] = naive_rate
+    result["encode_speedup_vs_naive"] = enc_rate / naive_rate
+
+    log("network …")
+    planes = encode(boards[: config.batch])
+    one = planes[:1]
+    result["net_positions_per_s_bs1"] = _rate(lambda: len(predict(net, one, 1)[1]), config.seconds)
+    result["net_positions_per_s_batched"] = _rate(
+        lambda: len(predict(net, planes, config.batch)[1]), config.seconds)
+    result["net_batch"] = config.batch
+
+    log("search …")
+    roots = random_boards(config.batch, config.seed + 1)
+    mcts_cfg = MCTSConfig(simulations=config.simulations)
+    evaluator = NetEvaluator(net, batch_size=config.batch)
+    seq_roots = roots[: config.sequential_trees]
+    MCTS(evaluator, mcts_cfg).search(seq_roots[:1], 4)  # warm-up
+    start = time.perf_counter()
+    calls = 0
+    for board in seq_roots:  # one tree at a time: one leaf per network call
+        search = MCTS(evaluator, mcts_cfg)
+        search.search([board])
+        calls += search.calls
+    seq_time = time.perf_counter() - start
+    result["mcts_sims_per_s_sequential"] = len(seq_roots) * config.simulations / seq_time
+    result["mcts_sequential_evaluations_per_call"] = 1.0
+    search = MCTS(evaluator, mcts_cfg)
+    start = time.perf_counter()
+    search.search(roots)
+    batched_time = time.perf_counter() - start
+    result["mcts_sims_per_s_batched"] = len(roots) * config.simulations / batched_time
+    result["mcts_batched_evaluations_per_call"] = search.evaluations / max(1, search.calls)
+    result["mcts_batched_vs_sequential"] = result["mcts_sims_per_s_batched"] / result["mcts_sims_per_s_sequential"]
+    result["mcts_vs_raw_ratio"] = result["mcts_sims_per_s_batched"] / result["net_positions_per_s_batched"]
+    return result
