@@ -103,7 +103,70 @@ class ResidualBlock(nn.Module):
         return self.hook_out(F.relu(x + y))
 
 
-class AZNet(nn.Module):
+class HookedNet(nn.Module):
+    """Named hook points with TransformerLens-style access; subclasses fill `_hook_points` in order.
+
+    Every network of the project (native or converted from lc0 weights) derives from this, so activation
+    capture, steering and teaching see the same interface whatever the weights' origin.
+    """
+
+    _hook_points: dict[str, HookPoint]
+
+    @property
+    def layer_names(self) -> list[str]:
+        """Stable names of every readable layer, input to output."""
+        return list(self._hook_points)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _unknown(self, name: str) -> str:
+        return f"unknown layer {name!r}; known layers: {', '.join(self.layer_names)}"
+
+    @contextlib.contextmanager
+    def hooks(self, fwd_hooks: Sequence[tuple[str, HookFn]] = ()) -> Iterator[HookedNet]:
+        """Run with forward hooks on named layers; every hook is removed on exit, even after an error.
+
+        A hook receives the layer's output tensor; returning a tensor replaces the output (steering).
+        """
+        handles = []
+        try:
+            for name, fn in fwd_hooks:
+                if name not in self._hook_points:
+                    raise KeyError(self._unknown(name))
+                handles.append(self._hook_points[name].register_forward_hook(_wrap(fn)))
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def run_with_cache(
+        self, planes: torch.Tensor, layers: Sequence[str] | None = None
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
+        """One forward pass returning the outputs and the activations of `layers` (all layers when None).
+
+        Cached activations are detached and keep their natural shape (N, C, 8, 8) or (N, D).
+        """
+        names = list(self.layer_names if layers is None else layers)
+        cache: dict[str, torch.Tensor] = {}
+
+        def saver(name: str) -> HookFn:
+            def save(t: torch.Tensor) -> None:
+                cache[name] = t.detach()
+
+            return save
+
+        with self.hooks([(n, saver(n)) for n in names]):
+            outputs = self(planes)
+        return outputs, cache
+
+    def hook_count(self) -> int:
+        """Number of forward hooks currently attached anywhere in the network (0 outside `hooks()`)."""
+        return sum(len(m._forward_hooks) for m in self.modules())
+
+
+class AZNet(HookedNet):
     """Residual tower with a convolutional policy head (73 planes × 64 squares) and a value head.
 
     `forward(planes)` returns `(policy_logits (N, 4672), value (N,))`, value from the side to move's view.
@@ -147,18 +210,9 @@ class AZNet(nn.Module):
 
     # ----------------------------------------------------------------------------------------------------------
     @property
-    def layer_names(self) -> list[str]:
-        """Stable names of every readable layer, input to output."""
-        return list(self._hook_points)
-
-    @property
     def format(self) -> BoardFormat:
         """The input encoder and move map this network was built for."""
         return get_format(self.config.format)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
 
     def layer_shape(self, name: str) -> tuple[int, ...]:
         """Shape of one position's activation at layer `name` (without the batch dimension)."""
@@ -174,9 +228,6 @@ class AZNet(nn.Module):
         if name in self._hook_points:
             return (c.channels, 8, 8)
         raise KeyError(self._unknown(name))
-
-    def _unknown(self, name: str) -> str:
-        return f"unknown layer {name!r}; known layers: {', '.join(self.layer_names)}"
 
     def forward_heads(self, planes: torch.Tensor) -> dict[str, torch.Tensor]:
         """All head outputs: `policy` logits (N, 4672), `value` (N,) in [-1, 1], and `wdl` logits (N, 3) if any."""
@@ -203,48 +254,6 @@ class AZNet(nn.Module):
         """(policy logits (N, 4672), value (N,)); the value is from the side to move's view."""
         out = self.forward_heads(planes)
         return out["policy"], out["value"]
-
-    # ----------------------------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def hooks(self, fwd_hooks: Sequence[tuple[str, HookFn]] = ()) -> Iterator[AZNet]:
-        """Run with forward hooks on named layers; every hook is removed on exit, even after an error.
-
-        A hook receives the layer's output tensor; returning a tensor replaces the output (steering).
-        """
-        handles = []
-        try:
-            for name, fn in fwd_hooks:
-                if name not in self._hook_points:
-                    raise KeyError(self._unknown(name))
-                handles.append(self._hook_points[name].register_forward_hook(_wrap(fn)))
-            yield self
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def run_with_cache(
-        self, planes: torch.Tensor, layers: Sequence[str] | None = None
-    ) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
-        """One forward pass returning the outputs and the activations of `layers` (all layers when None).
-
-        Cached activations are detached and keep their natural shape (N, C, 8, 8) or (N, D).
-        """
-        names = list(self.layer_names if layers is None else layers)
-        cache: dict[str, torch.Tensor] = {}
-
-        def saver(name: str) -> HookFn:
-            def save(t: torch.Tensor) -> None:
-                cache[name] = t.detach()
-
-            return save
-
-        with self.hooks([(n, saver(n)) for n in names]):
-            outputs = self(planes)
-        return outputs, cache
-
-    def hook_count(self) -> int:
-        """Number of forward hooks currently attached anywhere in the network (0 outside `hooks()`)."""
-        return sum(len(m._forward_hooks) for m in self.modules())
 
 
 def _wrap(fn: HookFn) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor | None]:

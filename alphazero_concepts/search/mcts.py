@@ -18,7 +18,7 @@ from __future__ import annotations
 import gc
 import math
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -65,6 +65,7 @@ class MCTSConfig:
 
 
 _EMPTY = (0,) * 12
+MoveIndexer = Callable[[chess.Board], tuple[list[chess.Move], np.ndarray]]
 
 
 class Evaluator(Protocol):
@@ -100,14 +101,15 @@ class Node:
         "terminal_value",
     )
 
-    def __init__(self, board: chess.Board, parent: Node | None, depth: int) -> None:
+    def __init__(self, board: chess.Board, parent: Node | None, depth: int,
+                 move_indices: MoveIndexer = legal_move_indices) -> None:
         self.board = board
         self.parent = parent
         self.depth = depth
         self.key = board._transposition_key()
         self.snap = board_bitboards(board)
         self.halfmove = board.halfmove_clock
-        self.moves, self.index = legal_move_indices(board)
+        self.moves, self.index = move_indices(board)
         self.reps = 0
         # the network's history input: this position and the 7 before it (zeros before the game's start)
         self.hist: tuple[tuple[int, ...], ...] = ()
@@ -186,7 +188,9 @@ class SearchResult:
 class _Tree:
     """One root with its game history (for repetitions and history planes)."""
 
-    def __init__(self, board: chess.Board, repetition_draw: int = 3) -> None:
+    def __init__(self, board: chess.Board, repetition_draw: int = 3,
+                 move_indices: MoveIndexer = legal_move_indices) -> None:
+        self.move_indices = move_indices
         self.root_board = board
         b = board.copy(stack=True)
         keys: list[object] = []
@@ -196,7 +200,7 @@ class _Tree:
         self.history_keys = keys  # positions before the root within its fifty-move window, most recent first
         snaps, reps = _board_history(board)
         pad = HISTORY_STEPS - len(snaps)
-        self.root = Node(board.copy(stack=False), None, 0)
+        self.root = Node(board.copy(stack=False), None, 0, move_indices)
         self.root.reps = reps[0]
         self.root.hist = (*snaps, *([_EMPTY] * pad))
         self.root.rep_hist = (*reps, *([0] * pad))
@@ -217,6 +221,9 @@ class MCTS:
     def __init__(self, evaluator: Evaluator, config: MCTSConfig | None = None,
                  rng: np.random.Generator | None = None) -> None:
         self.evaluator = evaluator
+        # policy indices of the legal moves in the evaluator's format (AlphaZero's 4672 unless it says otherwise)
+        fmt = getattr(evaluator, "format", None)
+        self.move_indices: MoveIndexer = fmt.legal_move_indices if fmt is not None else legal_move_indices
         self.config = config or MCTSConfig()
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self._cache: OrderedDict[tuple, tuple[np.ndarray, float]] = OrderedDict()
@@ -238,7 +245,7 @@ class MCTS:
                 gc.enable()
 
     def _search(self, boards: Sequence[chess.Board], sims: int) -> list[SearchResult]:
-        trees = [_Tree(b, self.config.repetition_draw) for b in boards]
+        trees = [_Tree(b, self.config.repetition_draw, self.move_indices) for b in boards]
         live = [t for t in trees if t.root.terminal_value is None]
         self._expand([(t, t.root) for t in live])  # root priors and value (noise added here)
         done = {id(t): 0 for t in live}
@@ -284,7 +291,7 @@ class MCTS:
     def _make_child(self, tree: _Tree, node: Node, a: int) -> Node:
         board = node.board.copy(stack=False)
         board.push(node.moves[a])
-        child = Node(board, node, node.depth + 1)
+        child = Node(board, node, node.depth + 1, tree.move_indices)
         # repetitions: earlier occurrences within the fifty-move window, in the tree and then the game
         count, anc, steps = 0, node, 1
         while anc is not None and steps <= child.halfmove:
