@@ -227,38 +227,57 @@ def _capturable_ep(state: chess._BoardState) -> int | None:
     return ep if scratch.has_legal_en_passant() else None
 
 
-def _board_history(board: chess.Board) -> tuple[list[tuple[int, ...]], list[int]]:
-    """Bitboards of the up-to-8 most recent positions of `board` and their repetition counts.
+def _history_states(board: chess.Board) -> tuple[list[chess._BoardState], list[int]]:
+    """The saved states of the up-to-8 most recent positions of `board` (now first) and their repetition counts.
 
     Reads the board's saved states (python-chess keeps one per move played) instead of copying and popping; the
     input is never changed. Positions are compared as python-chess's repetition rule does (pieces, side to move,
     castling rights, en-passant square when a capture there is possible), only as far back as the fifty-move
-    window of the recent positions can reach.
+    window of the recent positions reaches (a repetition needs at least four reversible plies).
     """
     states = board._stack
     current = chess._BoardState(board)
-    history = [current, *reversed(states[-(HISTORY_STEPS - 1):])] if states else [current]
+    history = [current, *reversed(states[-(HISTORY_STEPS - 1) :])] if states else [current]
+    reach = max(t + st.halfmove_clock for t, st in enumerate(history))
+    if max(st.halfmove_clock for st in history) < 4 or not states:
+        return history, [0] * len(history)
+    window = [current, *reversed(states[-reach:])]
+    keys = [_state_key(st, _capturable_ep(st)) for st in window]
+    reps = [min(2, keys[s + 1 : s + 1 + history[s].halfmove_clock].count(keys[s])) for s in range(len(history))]
+    return history, reps
+
+
+def _raw_bitboards(st: chess._BoardState) -> tuple[int, ...]:
+    return (st.pawns, st.knights, st.bishops, st.rooks, st.queens, st.kings, st.occupied_w, st.occupied_b)
+
+
+def _board_history(board: chess.Board) -> tuple[list[tuple[int, ...]], list[int]]:
+    """Piece bitboards (as `board_bitboards`) of the up-to-8 most recent positions and their repetition counts."""
+    history, reps = _history_states(board)
     bbs = []
     for st in history:
         white, black = st.occupied_w, st.occupied_b
         kinds = (st.pawns, st.knights, st.bishops, st.rooks, st.queens, st.kings)
         bbs.append(tuple(k & white for k in kinds) + tuple(k & black for k in kinds))
-    reach = max(t + st.halfmove_clock for t, st in enumerate(history))
-    window = [current, *reversed(states[-reach:])] if reach and states else [current]
-    keys = [_state_key(st, _capturable_ep(st)) for st in window]
-    reps = [min(2, keys[s + 1 : s + 1 + history[s].halfmove_clock].count(keys[s])) for s in range(len(history))]
     return bbs, reps
+
+
+_EMPTY_RAW = (0,) * 8
 
 
 def boards_to_arrays(boards: Sequence[chess.Board]) -> PositionArrays:
     """Collect the arrays of `boards` (with their move history); the boards are not changed."""
     n = len(boards)
-    bitboards = np.zeros((n, HISTORY_STEPS, 12), dtype=np.uint64)
+    raw: list[tuple[int, ...]] = []
     repetitions = np.zeros((n, HISTORY_STEPS), dtype=np.int8)
     for i, board in enumerate(boards):
-        bbs, reps = _board_history(board)
-        bitboards[i, : len(bbs)] = np.array(bbs, dtype=np.uint64)
+        history, reps = _history_states(board)
+        raw.extend(_raw_bitboards(st) for st in history)
+        raw.extend([_EMPTY_RAW] * (HISTORY_STEPS - len(history)))
         repetitions[i, : len(reps)] = reps
+    kinds = np.array(raw, dtype=np.uint64).reshape(n, HISTORY_STEPS, 8)
+    # piece kinds × colour: (N, 8, 6) & (N, 8, 1) for White, then Black
+    bitboards = np.concatenate([kinds[..., :6] & kinds[..., 6:7], kinds[..., :6] & kinds[..., 7:8]], axis=-1)
     return PositionArrays(
         bitboards=bitboards,
         repetitions=repetitions,
