@@ -1,0 +1,161 @@
+"""The activation store: float16 memory-mapped arrays, one per layer, one row per position, with a JSONL index.
+
+    <dir>/index.jsonl        one record per row: fen, start_fen, moves (UCI), source, game, ply, turn
+    <dir>/<layer>.npy        (N, d) float16, numpy .npy format (opened with mmap, never loaded whole)
+    <dir>/progress.json      rows finished, layers, dimensions, model sha256: the resume point
+
+Collection streams batches through `run_with_cache` and writes each batch's rows before advancing the progress
+file (atomically), so memory does not grow with N and a killed collection resumes at the first unfinished batch
+without redoing finished rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import chess
+import numpy as np
+import torch
+
+from alphazero_concepts.chess.positions import Position
+from alphazero_concepts.nn.checkpoints import atomic_write_bytes
+from alphazero_concepts.nn.network import HookedNet
+
+PROGRESS = "progress.json"
+INDEX = "index.jsonl"
+
+
+class StoreError(ValueError):
+    """An activation store that cannot be read or resumed; the message names the file."""
+
+
+def _layer_file(directory: Path, layer: str) -> Path:
+    return directory / f"{layer}.npy"
+
+
+def _position_record(p: Position | chess.Board) -> dict:
+    if isinstance(p, chess.Board):
+        root = p.root()
+        rec = {"start_fen": root.fen(), "moves": [m.uci() for m in p.move_stack], "source": "", "fen": p.fen()}
+        turn = p.turn
+    else:
+        rec = {**p.to_dict(), "fen": p.fen}
+        turn = chess.Board(p.fen).turn
+    rec["turn"] = "w" if turn == chess.WHITE else "b"
+    return rec
+
+
+def _board(p: Position | chess.Board) -> chess.Board:
+    return p if isinstance(p, chess.Board) else p.board()
+
+
+class ActivationStore:
+    """Read side of a finished (or partial) collection: numpy views by layer and row selection."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        path = self.directory / PROGRESS
+        if not path.is_file():
+            raise StoreError(f"{self.directory}: not an activation store (no {PROGRESS})")
+        try:
+            self.meta = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+        self.layers: list[str] = list(self.meta["layers"])
+        self.n = int(self.meta["n"])
+        self.rows_done = int(self.meta["rows_done"])
+        self._arrays: dict[str, np.ndarray] = {}
+
+    @property
+    def complete(self) -> bool:
+        return self.rows_done >= self.n
+
+    def dim(self, layer: str) -> int:
+        return int(self.meta["dims"][layer])
+
+    def array(self, layer: str) -> np.ndarray:
+        """The whole (N, d) float16 memory map of `layer` (rows past `rows_done` are not yet written)."""
+        if layer not in self.layers:
+            raise StoreError(f"{self.directory}: no layer {layer!r} (have {', '.join(self.layers)})")
+        if layer not in self._arrays:
+            self._arrays[layer] = np.load(_layer_file(self.directory, layer), mmap_mode="r")
+        return self._arrays[layer]
+
+    def read(self, layer: str, rows: Sequence[int] | np.ndarray | slice | None = None,
+             dtype: type = np.float32) -> np.ndarray:
+        """Rows of `layer` as a (k, d) array (float32 by default); only finished rows may be read."""
+        arr = self.array(layer)
+        if rows is None:
+            rows = slice(0, self.rows_done)
+        if not isinstance(rows, slice):
+            rows = np.asarray(rows, dtype=np.int64)
+            if rows.size and (rows.min() < 0 or rows.max() >= self.rows_done):
+                raise StoreError(f"{self.directory}: rows outside the {self.rows_done} finished rows")
+        return np.asarray(arr[rows], dtype=dtype)
+
+    def index(self) -> list[dict]:
+        """The index records, one per row."""
+        with open(self.directory / INDEX) as fh:
+            return [json.loads(line) for line in fh]
+
+
+def collect(
+    net: HookedNet,
+    positions: Sequence[Position | chess.Board],
+    layers: Sequence[str],
+    out: str | Path,
+    *,
+    batch_size: int = 256,
+    model_id: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> ActivationStore:
+    """Capture `layers` for every position into the store at `out` (resuming a partial one)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    layers = list(layers)
+    unknown = [name for name in layers if name not in net.layer_names]
+    if unknown:
+        raise StoreError(f"unknown layers {unknown}; the network has: {', '.join(net.layer_names)}")
+    dims = {name: int(np.prod(net.layer_shape(name))) for name in layers}
+    n = len(positions)
+    progress_path = out / PROGRESS
+    meta = {"n": n, "layers": layers, "dims": dims, "model": model_id, "rows_done": 0, "dtype": "float16"}
+    arrays: dict[str, np.ndarray] = {}
+    if progress_path.is_file():
+        old = json.loads(progress_path.read_text())
+        same = {k: old.get(k) for k in ("n", "layers", "dims", "model")} == \
+               {k: meta[k] for k in ("n", "layers", "dims", "model")}
+        if not same:
+            raise StoreError(f"{progress_path}: an existing store with other positions, layers or model; "
+                             "use a new directory")
+        meta["rows_done"] = int(old["rows_done"])
+        for name in layers:
+            arrays[name] = np.load(_layer_file(out, name), mmap_mode="r+")
+    else:
+        with open(out / INDEX, "w") as fh:
+            for p in positions:
+                fh.write(json.dumps(_position_record(p)) + "\n")
+        for name in layers:
+            arrays[name] = np.lib.format.open_memmap(_layer_file(out, name), mode="w+", dtype=np.float16,
+                                                     shape=(n, dims[name]))
+        atomic_write_bytes(progress_path, json.dumps(meta).encode())
+    fmt = net.format
+    device = net.device
+    net.eval()
+    start = meta["rows_done"]
+    with torch.inference_mode():
+        for lo in range(start, n, batch_size):
+            hi = min(n, lo + batch_size)
+            planes = torch.from_numpy(fmt.encode([_board(p) for p in positions[lo:hi]])).to(device)
+            _, cache = net.run_with_cache(planes, layers)
+            for name in layers:
+                arrays[name][lo:hi] = cache[name].reshape(hi - lo, -1).to("cpu", torch.float16).numpy()
+            for name in layers:
+                arrays[name].flush()
+            meta["rows_done"] = hi
+            atomic_write_bytes(progress_path, json.dumps(meta).encode())
+            if progress:
+                progress(hi, n)
+    return ActivationStore(out)
