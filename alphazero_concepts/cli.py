@@ -133,6 +133,33 @@ def bench(
         console.print(f"wrote {json_path}")
 
 
+@app.command()
+def validate(
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes (a few minutes on 2 cores)")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the results here")] = None,
+    model: ModelOpt = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Check the mining machinery on known answers: planted direction, piece concept per layer, speed, dynamic."""
+    from alphazero_concepts.concepts.validation import ValidationConfig, run_validation
+
+    net, meta = _load(model, device)
+    result = run_validation(net, ValidationConfig.for_mode(quick, net), log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    result["model"] = meta.name
+    table = Table(title=f"azc validate ({'quick' if quick else 'full'}, {meta.name})")
+    table.add_column("check")
+    table.add_column("value", justify="right")
+    for key in ("planted_cosine", "piece_concept_best_acc", "mining_speedup_vs_naive", "dynamic_median_solve_s"):
+        table.add_row(key, f"{result[key]:.3f}")
+    for layer, row in result["piece_concept"]["layers"].items():
+        table.add_row(f"  queen concept @ {layer}", f"{row['test_pair_accuracy']:.3f}")
+    console.print(table)
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        console.print(f"wrote {json_path}")
+
+
 @train_app.command("supervised")
 def train_supervised_cmd(
     pgn: Annotated[list[Path], typer.Option("--pgn", help="PGN file(s) of human games, streamed in order")],

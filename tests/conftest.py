@@ -36,3 +36,11 @@ def write_pgn(path: Path, n_games: int, seed: int = 0, max_plies: int = 80) -> P
 @pytest.fixture
 def small_pgn(tmp_path: Path) -> Path:
     return write_pgn(tmp_path / "games.pgn", 40, seed=1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread() -> None:
+    """Tests use tiny networks: one thread avoids thread-pool overhead (and oversubscription on busy machines)."""
+    import torch
+
+    torch.set_num_threads(1)

@@ -66,6 +66,8 @@ def register_format(fmt: BoardFormat) -> None:
 
 def get_format(name: str) -> BoardFormat:
     """The format called `name`; KeyError listing the known ones otherwise."""
+    if name == "lc0" and name not in _FORMATS:  # registers itself on import; kept lazy (it builds move tables)
+        import alphazero_concepts.chess.lc0_format  # noqa: F401
     try:
         return _FORMATS[name]
     except KeyError:

@@ -5,16 +5,21 @@
     load_network("runs/series")           a series directory: its strongest checkpoint
     load_network("runs/series:sup-001000")  one checkpoint of a series
     load_network("path/to/net.pt")        one checkpoint file
+    load_network("path/to/net.pb.gz")     an lc0 / Maia weight file (`.pb.gz` or `.pb`), see `nn.lc0`
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from alphazero_concepts.nn.checkpoints import CheckpointError, CheckpointMeta, Series, load_checkpoint
 from alphazero_concepts.nn.network import AZNet
+
+if TYPE_CHECKING:
+    from alphazero_concepts.nn.lc0 import Lc0Net
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_SERIES = "teacher"
@@ -41,12 +46,16 @@ def resolve_series(spec: str | Path | None) -> Series:
 
 
 def load_network(spec: str | Path | None = None, device: str | torch.device | None = "cpu"
-                 ) -> tuple[AZNet, CheckpointMeta]:
+                 ) -> tuple[AZNet | Lc0Net, CheckpointMeta]:
     """Load the network `spec` names (see the module docstring) onto `device`, in eval mode."""
     if spec is None:
         return bundled_series().load(device=device)
     text = str(spec)
     path = Path(text)
+    if path.name.endswith((".pb.gz", ".pb")):
+        from alphazero_concepts.nn.lc0 import load_lc0
+
+        return load_lc0(path, device)
     if path.is_file():
         return load_checkpoint(path, device)
     if ":" in text and not path.exists():

@@ -1,0 +1,236 @@
+"""`azc study …`: run a study from the command line (serve, create, add participants, export, statistics).
+
+The heavy imports (FastAPI, uvicorn, matplotlib) happen inside the commands, so `azc --help` stays fast and the
+rest of `azc` works without the ``study`` extra installed. Run standalone as ``python -m alphazero_concepts.study.cli``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+study_app = typer.Typer(help="Run a teaching study: serve the web app, create studies, add participants, export, "
+                             "statistics (METHOD.md §5).", no_args_is_help=True, add_completion=False)
+
+DbOpt = Annotated[Path, typer.Option("--db", help="Study database (SQLite; created if missing)")]
+StudyOpt = Annotated[int, typer.Option("--study", help="Study id (see `azc study list`)")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=2)
+
+
+def _store(db: Path):
+    from alphazero_concepts.study.store import Store
+
+    return Store(db)
+
+
+def _limit(minutes: float | None) -> float | None:
+    return None if minutes is None or minutes <= 0 else 60.0 * minutes
+
+
+@study_app.command()
+def serve(
+    db: DbOpt = Path("study.sqlite"),
+    host: Annotated[str, typer.Option(help="Interface to listen on; 0.0.0.0 to serve other laptops on the LAN")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
+) -> None:
+    """Serve the study app (offline: no CDN, every asset is packaged). Prints the organiser's login link."""
+    try:
+        import uvicorn
+
+        from alphazero_concepts.study.app import create_app
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise _fail(f"the study app needs the 'study' extra (pip install 'alphazero-concepts[study]'): {exc}") from exc
+    store = _store(db)
+    app = create_app(store)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    print(f"study database: {db.resolve()}", flush=True)
+    print(f"organiser: http://{shown}:{port}/admin/login?token={store.admin_token()}", flush=True)
+    print("(keep this link private: it gives full access to the study)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@study_app.command()
+def token(db: DbOpt = Path("study.sqlite")) -> None:
+    """Print the organiser token of a study database."""
+    print(_store(db).admin_token())
+
+
+@study_app.command("create")
+def create(
+    puzzles: Annotated[Path, typer.Option("--puzzles", help="Puzzle set JSON (alphazero-concepts/puzzles/1)")],
+    db: DbOpt = Path("study.sqlite"),
+    name: Annotated[str | None, typer.Option(help="Study name (default: the puzzle set's)")] = None,
+    phase1_min: Annotated[float, typer.Option("--phase1-min", help="Phase 1 time limit, minutes (0 = none)")] = 120,
+    phase2_min: Annotated[float, typer.Option("--phase2-min", help="Phase 2 time limit, minutes (0 = none)")] = 60,
+    phase3_min: Annotated[float, typer.Option("--phase3-min", help="Phase 3 time limit, minutes (0 = none)")] = 120,
+) -> None:
+    """Create a study from a puzzle set; prints its id."""
+    from alphazero_concepts.study.puzzleset import PuzzleSetError, load_puzzle_set
+
+    try:
+        puzzle_set = load_puzzle_set(puzzles)
+    except PuzzleSetError as exc:
+        raise _fail(str(exc)) from exc
+    study_id = _store(db).create_study(name or puzzle_set.name, puzzle_set,
+                                       {1: _limit(phase1_min), 2: _limit(phase2_min), 3: _limit(phase3_min)})
+    counts = puzzle_set.counts()
+    print(f"study {study_id}: {len(puzzle_set.puzzles)} puzzles, {len(counts)} concepts")
+    for concept, n in counts.items():
+        print(f"  {concept}: {n['train']} train, {n['test']} test")
+
+
+@study_app.command("list")
+def list_studies(db: DbOpt = Path("study.sqlite")) -> None:
+    """List the studies in a database."""
+    for s in _store(db).studies():
+        print(f"{s['id']}\t{s['name']}\t{s['puzzles']} puzzles\t{s['participants']} participants")
+
+
+@study_app.command()
+def add(
+    names: Annotated[list[str], typer.Argument(help="Participant name(s)")],
+    study: StudyOpt,
+    db: DbOpt = Path("study.sqlite"),
+    taught: Annotated[str | None, typer.Option(help="Taught concept ids, comma-separated (explicit split)")] = None,
+    control: Annotated[str | None, typer.Option(help="Control concept ids, comma-separated")] = None,
+    n_taught: Annotated[int | None, typer.Option(help="Random split: number of taught concepts")] = None,
+    n_control: Annotated[int | None, typer.Option(help="Random split: number of control concepts")] = None,
+    balanced: Annotated[bool, typer.Option(help="Every second participant mirrors the one before")] = True,
+    seed: Annotated[int | None, typer.Option(help="Seed of the first participant (then seed+1, …)")] = None,
+    base_url: Annotated[str, typer.Option(help="Server address used in the printed links")] = "http://127.0.0.1:8000",
+) -> None:
+    """Add participants; prints each one's personal link (send it privately)."""
+    from alphazero_concepts.study.protocol import AssignmentError, choose_assignment, new_seed, plan_session, split_list
+
+    store = _store(db)
+    try:
+        ps = store.study(study).puzzle_set
+    except KeyError as exc:
+        raise _fail(f"no study {study} in {db}") from exc
+    for i, name in enumerate(names):
+        s = new_seed() if seed is None else seed + i
+        mode = "explicit" if taught is not None else ("balanced" if balanced else "random")
+        try:
+            assignment = choose_assignment(ps, mode, previous=[p.assignment for p in store.participants(study)],
+                                           taught=split_list(taught) if taught is not None else None,
+                                           control=split_list(control), n_taught=n_taught, n_control=n_control,
+                                           seed=s)
+        except AssignmentError as exc:
+            raise _fail(str(exc)) from exc
+        p = store.add_participant(study, name, assignment, plan_session(ps, assignment, s))
+        print(f"{p.name}\t{base_url.rstrip('/')}/p/{p.token}\ttaught={','.join(assignment.taught)}\t"
+              f"control={','.join(assignment.control)}\tseed={s}")
+
+
+@study_app.command()
+def export(
+    study: StudyOpt,
+    db: DbOpt = Path("study.sqlite"),
+    out: Annotated[Path | None, typer.Option(help="Output file (default: stdout)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv (answers) or json (everything but tokens)")] = "csv",
+) -> None:
+    """Export all answers (CSV) or the whole study (JSON)."""
+    import csv
+    import io
+
+    from alphazero_concepts.study.app import EXPORT_COLUMNS, _csv_safe
+
+    store = _store(db)
+    try:
+        store.study(study)
+    except KeyError as exc:
+        raise _fail(f"no study {study} in {db}") from exc
+    if fmt == "json":
+        text = json.dumps(store.export(study), indent=1)
+    elif fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in store.answer_rows(study):
+            writer.writerow({k: _csv_safe(v) for k, v in row.items()})
+        text = buf.getvalue()
+    else:
+        raise _fail(f"--format must be csv or json, got {fmt!r}")
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        print(f"wrote {out}")
+
+
+@study_app.command()
+def stats(
+    study: StudyOpt,
+    db: DbOpt = Path("study.sqlite"),
+    out: Annotated[Path | None, typer.Option(help="Directory for results.json and the figures (PNG)")] = None,
+    seed: Annotated[int, typer.Option(help="Bootstrap seed")] = 0,
+) -> None:
+    """Solve rates phase 1 vs 3, transfer over the control, paired tests, with the paper's numbers beside."""
+    from alphazero_concepts.study.stats import analyse, figures
+
+    store = _store(db)
+    try:
+        store.study(study)
+    except KeyError as exc:
+        raise _fail(f"no study {study} in {db}") from exc
+    results = analyse(store.trial_rows(study), seed=seed)
+
+    def pct(x: float | None) -> str:
+        return "  –  " if x is None else f"{100 * x:4.0f}%"
+
+    def pp(x: float | None) -> str:
+        return "   –   " if x is None or x != x else f"{100 * x:+5.0f} pp"
+
+    print(f"{'participant':24} {'fin':3} {'phase 1':>8} {'p3 taught':>9} {'p3 ctrl':>8} {'gain':>8} {'transfer':>9}")
+    for p in results.participants:
+        print(f"{p.name[:24]:24} {'yes' if p.finished else 'no':3} {pct(p.phase1.rate):>8} "
+              f"{pct(p.phase3_taught.rate):>9} {pct(p.phase3_control.rate):>8} {pp(p.gain):>8} {pp(p.transfer):>9}")
+    print()
+    print(f"{'concept':24} {'phase 1':>8} {'p3 taught':>9} {'p3 ctrl':>8} {'transfer':>9}")
+    for c in results.concepts:
+        print(f"{c.label[:24]:24} {pct(c.phase1.rate):>8} {pct(c.phase3_taught.rate):>9} "
+              f"{pct(c.phase3_control.rate):>8} {pp(c.transfer):>9}")
+    print()
+    for title, r in (("gain (ours)", results.gain), ("transfer (ours)", results.transfer),
+                     ("gain (paper, 4 GMs)", results.paper)):
+        if r is None:
+            print(f"{title:22} no finished participant yet")
+            continue
+        print(f"{title:22} n={r.n:<3} mean {pp(r.mean_diff)} 95% CI [{pp(r.ci_low)}, {pp(r.ci_high)}]  "
+              f"sign p={r.sign.p_value:.3f} ({r.sign.positive}+/{r.sign.negative}-)  "
+              f"Wilcoxon p={r.wilcoxon.p_value:.3f}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results.to_dict(), indent=1), encoding="utf-8")
+        for name, png in figures(results).items():
+            (out / f"{name}.png").write_bytes(png)
+        print(f"\nwrote {out / 'results.json'} and figures to {out}")
+
+
+@study_app.command("demo-set")
+def demo_set(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the puzzle set JSON")] = Path("demo-puzzles.json"),
+    concepts: Annotated[int, typer.Option(help="Number of concepts")] = 6,
+    train: Annotated[int, typer.Option(help="Train puzzles per concept")] = 3,
+    test: Annotated[int, typer.Option(help="Test puzzles per concept")] = 3,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Write a synthetic puzzle set (random legal positions) to rehearse a study; not for real sessions."""
+    from alphazero_concepts.study.demo import demo_puzzle_set
+
+    out.write_text(json.dumps(demo_puzzle_set(concepts, train, test, seed=seed), indent=1), encoding="utf-8")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    study_app()
