@@ -136,6 +136,30 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
         lambda: len(predict(net, planes, config.batch)[1]), config.seconds)
     result["net_batch"] = config.batch
 
+    log("activation collection …")
+    import tempfile
+
+    from alphazero_concepts.concepts.activations import collect
+
+    coll_boards = boards[: config.batch * 2]
+    layers = [n for n in ("block0", f"block{net.config.blocks - 1}", "policy.conv") if n in net.layer_names]
+
+    def forward_only() -> int:  # encode + forward, same batches as the collection
+        for lo in range(0, len(coll_boards), config.batch):
+            predict(net, encode(coll_boards[lo : lo + config.batch]), config.batch)
+        return len(coll_boards)
+
+    def collection() -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            collect(net, coll_boards, layers, tmp, batch_size=config.batch)
+        return len(coll_boards)
+
+    result["forward_positions_per_s_with_encoding"] = _rate(forward_only, config.seconds)
+    result["activation_collect_positions_per_s"] = _rate(collection, config.seconds)
+    result["activation_collect_vs_forward"] = (result["activation_collect_positions_per_s"]
+                                               / result["forward_positions_per_s_with_encoding"])
+    result["activation_collect_layers"] = layers
+
     log("search …")
     roots = random_boards(config.batch, config.seed + 1)
     mcts_cfg = MCTSConfig(simulations=config.simulations)
