@@ -11,7 +11,7 @@ Plane row = rank, column = file (row 0 is the side to move's first rank).
     104  own queen-side (O-O-O) castling right      105  own king-side (O-O) castling right
     106  opponent queen-side castling right         107  opponent king-side castling right
     108  1 when Black is to move
-    109  the half-move clock, raw (not divided by 100: lc0 feeds the count and the trainer scales the weights)
+    109  the half-move clock, raw (not divided by 100, as lc0 feeds it; Maia fits the played moves better so)
     110  zeros (once the move count, unused)
     111  ones (lets the convolutions find the board's edge)
 
