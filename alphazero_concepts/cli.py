@@ -13,15 +13,18 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from alphazero_concepts.study.cli import study_app
+
 app = typer.Typer(help="alphazero-concepts: find what a self-play chess network knows that people do not.",
                   no_args_is_help=True, add_completion=False)
 train_app = typer.Typer(help="Train networks: supervised kick-start from human games.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+app.add_typer(study_app, name="study")
 console = Console()
 
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="Checkpoint file, series directory (strongest checkpoint), SERIES:NAME, or bundled name. "
-                          "Default: the bundled teacher.")]
+    "--model", "-m", help="Checkpoint file, series directory (strongest checkpoint), SERIES:NAME, bundled name, or "
+                          "an lc0/Maia weights file (.pb.gz). Default: the bundled teacher.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto")]
 
 
@@ -158,6 +161,164 @@ def validate(
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
         console.print(f"wrote {json_path}")
+
+
+def _progress(label: str) -> Progress:
+    return Progress(TextColumn(f"[bold]{label}[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console)
+
+
+@app.command()
+def collect(
+    positions: Annotated[Path, typer.Option("--positions", help="PGN, EPD, FEN list or Lichess CSV")],
+    out: Annotated[Path, typer.Option("--out", help="Store directory (resumed when it holds a partial run)")],
+    layers: Annotated[list[str] | None, typer.Option("--layers", help="Layer names (repeat); default: all")] = None,
+    model: ModelOpt = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many positions")] = None,
+    min_ply: Annotated[int, typer.Option(help="PGN: skip positions before this ply")] = 0,
+    batch_size: Annotated[int, typer.Option()] = 256,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Capture activations at named layers into float16 memory-mapped arrays (resumable)."""
+    import itertools
+
+    from alphazero_concepts.chess.positions import InputError, read_positions
+    from alphazero_concepts.concepts.activations import StoreError
+    from alphazero_concepts.concepts.activations import collect as collect_store
+
+    net, meta = _load(model, device)
+    try:
+        kw = {"min_ply": min_ply} if positions.suffix.lower() == ".pgn" else {}
+        items = list(itertools.islice(read_positions(positions, **kw), limit))
+    except InputError as exc:
+        raise _fail(str(exc)) from exc
+    names = layers or net.layer_names
+    with _progress("collect") as progress:
+        task = progress.add_task("collect", total=len(items))
+        try:
+            store = collect_store(net, items, names, out, batch_size=batch_size,
+                                  model_id=meta.extra.get("sha256", meta.name),
+                                  progress=lambda done, total: progress.update(task, completed=done))
+        except StoreError as exc:
+            raise _fail(str(exc)) from exc
+    console.print(f"{store.n} positions × {len(names)} layers → {out}")
+
+
+@app.command()
+def roots(
+    out: Annotated[Path, typer.Option("--out", help="roots.jsonl to write")],
+    model: ModelOpt = None,
+    weaker: Annotated[str | None, typer.Option(help="Root-selection model (default: the series' checkpoint "
+                                                    "before the strongest)")] = None,
+    games: Annotated[int, typer.Option(help="Self-play games of the teacher")] = 64,
+    max_roots: Annotated[int | None, typer.Option()] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Positions where the teacher and a weaker checkpoint choose different moves (each with why)."""
+    from alphazero_concepts.nn.loading import load_network, resolve_series
+    from alphazero_concepts.search.roots import RootConfig, find_roots
+
+    teacher, meta = _load(model, device)
+    if weaker is None:
+        series = resolve_series(model if model and Path(model).is_dir() else None)
+        names = series.names
+        strongest = series.strongest()
+        earlier = names[: names.index(strongest)] or names[:1]
+        weaker = f"{series.directory}:{earlier[-1]}"
+    weak_net, weak_meta = load_network(weaker)
+    found = find_roots(teacher, weak_net, RootConfig(games=games, max_roots=max_roots, seed=seed))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as fh:
+        for root in found:
+            fh.write(json.dumps({**root.to_dict(), "teacher": meta.name, "weaker": weak_meta.name}) + "\n")
+    console.print(f"{len(found)} roots from {games} games ({meta.name} vs {weak_meta.name}) → {out}")
+
+
+@app.command()
+def rollouts(
+    roots_file: Annotated[Path, typer.Option("--roots", help="roots.jsonl (from `azc roots`)")],
+    out: Annotated[Path, typer.Option("--out", help="rollouts.jsonl to write")],
+    model: ModelOpt = None,
+    length: Annotated[int, typer.Option(help="T: plies of the chosen line")] = 10,
+    subpar: Annotated[int, typer.Option(help="J: sub-par lines per root")] = 5,
+    sims: Annotated[int, typer.Option("--sims", help="Simulations per search")] = 200,
+    limit: Annotated[int | None, typer.Option()] = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Chosen and sub-par lines from every root (FEN + SAN + values + visits, readable by a person)."""
+    from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
+    from alphazero_concepts.search.rollouts import RolloutConfig
+    from alphazero_concepts.search.rollouts import rollouts as run_rollouts
+    from alphazero_concepts.search.roots import Root
+
+    net, _ = _load(model, device)
+    with open(roots_file) as fh:
+        found = [Root.from_dict({k: v for k, v in json.loads(line).items() if k not in ("teacher", "weaker")})
+                 for line in fh if line.strip()][:limit]
+    config = RolloutConfig(length=length, max_subpar=subpar, simulations=sims)
+    results = run_rollouts(MCTS(NetEvaluator(net), MCTSConfig(simulations=sims)), [r.board() for r in found],
+                           config)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as fh:
+        for result in results:
+            fh.write(json.dumps(result.to_dict()) + "\n")
+    n_lines = sum(len(r.subpar) for r in results)
+    console.print(f"{len(results)} roots, {n_lines} sub-par lines → {out}")
+
+
+@app.command()
+def mine(
+    rollouts_file: Annotated[Path, typer.Option("--rollouts", help="rollouts.jsonl (from `azc rollouts`)")],
+    layer: Annotated[str, typer.Option("--layer", help="Layer to mine")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for concepts.jsonl + vectors.npz")],
+    model: ModelOpt = None,
+    player: Annotated[str, typer.Option(help="'one' (every other state) or 'both'")] = "one",
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Dynamic concepts: one sparse vector per root where the chosen line beats every sub-par line."""
+    import numpy as np
+    import torch
+
+    from alphazero_concepts.concepts.mining import MiningError, mine_dynamic
+    from alphazero_concepts.search.rollouts import Rollout
+
+    net, meta = _load(model, device)
+    if layer not in net.layer_names:
+        raise _fail(f"unknown layer {layer!r}; the network has: {', '.join(net.layer_names)}")
+    with open(rollouts_file) as fh:
+        items = [Rollout.from_dict(json.loads(line)) for line in fh if line.strip()]
+    out.mkdir(parents=True, exist_ok=True)
+    records, vectors = [], {}
+    with _progress("mine") as progress:
+        task = progress.add_task("mine", total=len(items))
+        for k, rollout in enumerate(items):
+            progress.update(task, completed=k)
+            cid = f"{layer}/root{rollout.root_index:05d}"
+            if not rollout.subpar:
+                records.append({"id": cid, "layer": layer, "root": rollout.root_index, "status": "no sub-par lines"})
+                continue
+            latents = []
+            for line in [rollout.chosen, *rollout.subpar]:
+                planes = torch.from_numpy(net.format.encode(rollout.boards(line))).to(net.device)
+                with torch.inference_mode():
+                    _, cache = net.run_with_cache(planes, [layer])
+                latents.append(cache[layer].reshape(len(planes), -1).float().cpu().numpy())
+            try:
+                sol = mine_dynamic(latents[0], latents[1:], [ln.branch for ln in rollout.subpar], player=player)
+            except MiningError as exc:
+                records.append({"id": cid, "layer": layer, "root": rollout.root_index, "status": f"refused: {exc}"})
+                continue
+            vectors[cid] = sol.vector.astype(np.float32)
+            records.append({"id": cid, "layer": layer, "root": rollout.root_index, "root_fen":
+                            rollout.chosen.steps[0].fen, "model": meta.name,
+                            "model_sha256": meta.extra.get("sha256"), **sol.to_record()})
+        progress.update(task, completed=len(items))
+    with open(out / "concepts.jsonl", "w") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, default=str) + "\n")
+    np.savez_compressed(out / "vectors.npz", **vectors)
+    console.print(f"{len(vectors)} concepts from {len(items)} roots at {layer} → {out}")
 
 
 @train_app.command("supervised")

@@ -11,8 +11,8 @@ import torch
 
 from alphazero_concepts.nn.network import AZNet, NetConfig
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
-from alphazero_concepts.search.roots import RootConfig, bundled_openings, find_roots
 from alphazero_concepts.search.rollouts import Rollout, RolloutConfig, rollouts, subpar_moves
+from alphazero_concepts.search.roots import RootConfig, bundled_openings, find_roots
 
 pytestmark = pytest.mark.integration
 

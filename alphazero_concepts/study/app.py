@@ -45,6 +45,7 @@ from alphazero_concepts.study.session import (
     StudyError,
     ensure_started,
     participant_view,
+    refresh_study,
     submit_answer,
     submit_review,
 )
@@ -247,6 +248,15 @@ def create_app(db: str | Path | Store, *, figure_seed: int = 0) -> FastAPI:
         except KeyError as exc:
             raise HTTPException(404, f"no study {study_id}") from exc
 
+    def exists_or_404(study_id: int) -> None:
+        if not store.has_study(study_id):
+            raise HTTPException(404, f"no study {study_id}")
+
+    def fresh_or_404(study_id: int) -> None:
+        """The study exists; close the phases whose time is up before the organiser looks at it."""
+        exists_or_404(study_id)
+        refresh_study(store, study_id)
+
     def link(request: Request, token: str) -> str:
         return str(request.base_url).rstrip("/") + f"/p/{token}"
 
@@ -356,6 +366,7 @@ def create_app(db: str | Path | Store, *, figure_seed: int = 0) -> FastAPI:
         if (denied := admin_page(request)) is not None:
             return denied
         study = study_or_404(study_id)
+        refresh_study(store, study_id)
         return page("admin_study.html", title=study.name, study=study, counts=study.puzzle_set.counts(),
                     concepts=study.puzzle_set.concepts(), progress=store.progress(study_id),
                     data={"study_id": study_id})
@@ -379,6 +390,7 @@ def create_app(db: str | Path | Store, *, figure_seed: int = 0) -> FastAPI:
         from alphazero_concepts.study.stats import analyse
 
         study = study_or_404(study_id)
+        refresh_study(store, study_id)
         results = analyse(store.trial_rows(study_id), seed=figure_seed)
         return page("admin_results.html", title=f"Results — {study.name}", study=study, results=results,
                     stamp=int(time.time()))
@@ -388,7 +400,7 @@ def create_app(db: str | Path | Store, *, figure_seed: int = 0) -> FastAPI:
         require_admin(request)
         from alphazero_concepts.study.stats import analyse, figures
 
-        study_or_404(study_id)
+        fresh_or_404(study_id)
         pngs = figures(analyse(store.trial_rows(study_id), seed=figure_seed, n_boot=1000))
         if name not in pngs:
             raise HTTPException(404, f"no figure {name!r}; there are {sorted(pngs)}")
@@ -420,7 +432,7 @@ def create_app(db: str | Path | Store, *, figure_seed: int = 0) -> FastAPI:
 
     @app.put("/api/admin/studies/{study_id}/limits", dependencies=[Depends(require_admin)])
     def api_limits(study_id: int, body: LimitsIn) -> dict[str, Any]:
-        study_or_404(study_id)
+        exists_or_404(study_id)
         store.set_limits(study_id, body.as_dict())
         return {"ok": True, "time_limits_s": {str(k): v for k, v in body.as_dict().items()}}
 
@@ -443,26 +455,26 @@ def create_app(db: str | Path | Store, *, figure_seed: int = 0) -> FastAPI:
 
     @app.get("/api/admin/studies/{study_id}/participants", dependencies=[Depends(require_admin)])
     def api_participants(request: Request, study_id: int) -> list[dict[str, Any]]:
-        study_or_404(study_id)
+        exists_or_404(study_id)
         return [{"id": p.id, "name": p.name, "token": p.token, "link": link(request, p.token),
                  "taught": list(p.assignment.taught), "control": list(p.assignment.control), "seed": p.seed,
                  "phase": p.phase if p.phase <= 3 else "done"} for p in store.participants(study_id)]
 
     @app.get("/api/admin/studies/{study_id}/progress", dependencies=[Depends(require_admin)])
     def api_progress(request: Request, study_id: int) -> list[dict[str, Any]]:
-        study_or_404(study_id)
+        fresh_or_404(study_id)
         tokens = {p.id: p.token for p in store.participants(study_id)}
         return [{**row, "link": link(request, tokens[row["id"]])} for row in store.progress(study_id)]
 
     @app.get("/api/admin/studies/{study_id}/export.json", dependencies=[Depends(require_admin)])
     def api_export_json(study_id: int) -> JSONResponse:
-        study_or_404(study_id)
+        fresh_or_404(study_id)
         return JSONResponse(store.export(study_id), headers={
             "Content-Disposition": f'attachment; filename="study-{study_id}.json"'})
 
     @app.get("/api/admin/studies/{study_id}/export.csv", dependencies=[Depends(require_admin)])
     def api_export_csv(study_id: int) -> Response:
-        study_or_404(study_id)
+        fresh_or_404(study_id)
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -475,7 +487,7 @@ def create_app(db: str | Path | Store, *, figure_seed: int = 0) -> FastAPI:
     def api_stats(study_id: int) -> dict[str, Any]:
         from alphazero_concepts.study.stats import analyse
 
-        study_or_404(study_id)
+        fresh_or_404(study_id)
         return analyse(store.trial_rows(study_id), seed=figure_seed).to_dict()
 
     return app

@@ -144,12 +144,14 @@ def export(
     import io
 
     from alphazero_concepts.study.app import EXPORT_COLUMNS, _csv_safe
+    from alphazero_concepts.study.session import refresh_study
 
     store = _store(db)
     try:
         store.study(study)
     except KeyError as exc:
         raise _fail(f"no study {study} in {db}") from exc
+    refresh_study(store, study)
     if fmt == "json":
         text = json.dumps(store.export(study), indent=1)
     elif fmt == "csv":
@@ -176,6 +178,7 @@ def stats(
     seed: Annotated[int, typer.Option(help="Bootstrap seed")] = 0,
 ) -> None:
     """Solve rates phase 1 vs 3, transfer over the control, paired tests, with the paper's numbers beside."""
+    from alphazero_concepts.study.session import refresh_study
     from alphazero_concepts.study.stats import analyse, figures
 
     store = _store(db)
@@ -183,6 +186,7 @@ def stats(
         store.study(study)
     except KeyError as exc:
         raise _fail(f"no study {study} in {db}") from exc
+    refresh_study(store, study)
     results = analyse(store.trial_rows(study), seed=seed)
 
     def pct(x: float | None) -> str:

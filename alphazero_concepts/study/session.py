@@ -29,8 +29,8 @@ import chess
 from alphazero_concepts.study.puzzleset import Puzzle
 from alphazero_concepts.study.store import Participant, Store
 
-__all__ = ["PhaseState", "StudyError", "ensure_started", "parse_move", "participant_view", "submit_answer",
-           "submit_review"]
+__all__ = ["PhaseState", "StudyError", "ensure_started", "parse_move", "participant_view", "refresh_study",
+           "submit_answer", "submit_review"]
 
 SOLVE_PHASES = (1, 3)
 DONE = 4
@@ -104,6 +104,19 @@ def current_state(conn: sqlite3.Connection, participant_id: int, study_id: int, 
             _end_phase(conn, participant_id, phase, now, "complete")
             continue
         return PhaseState(phase=phase, started_at=run["started_at"], limit=limit, items=items, done=done)
+
+
+def refresh_study(store: Store, study_id: int) -> None:
+    """Close every phase of the study whose time is up, also for participants who have gone away.
+
+    Phases otherwise close lazily, on the participant's next request; the organiser's views (progress, results,
+    exports) call this first so that a player who ran out of time and closed the browser counts as finished."""
+    now = store.clock()
+    with store.write() as conn:
+        ids = [r[0] for r in conn.execute("SELECT id FROM participants WHERE study_id = ? AND phase < ?",
+                                          (study_id, DONE))]
+        for pid in ids:
+            current_state(conn, pid, study_id, now)
 
 
 def _participant(conn: sqlite3.Connection, token: str) -> Participant:

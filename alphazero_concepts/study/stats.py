@@ -9,6 +9,9 @@ counts as not solved — the paper's "solved when the player finds the machine's
 * **gain** = phase 3 taught − phase 1 (the paper's comparison; confounded by practice and priming);
 * **transfer** = phase 3 taught − phase 3 control (same phase, same session: what teaching added).
 
+Only phases that are over count (a participant still in phase 3 has a phase-1 rate but no phase-3 rates yet), so
+the live results page never shows a partial phase as a low solve rate.
+
 Across participants (paired, one difference each, participants who finished only): mean and median difference,
 a percentile bootstrap CI of the mean (seeded numpy), the exact two-sided sign test (binomial, zeros dropped) and
 the Wilcoxon signed-rank test, exact for any n via a dynamic programme over (doubled, tie-averaged) ranks —
@@ -248,8 +251,9 @@ def paper_results(*, seed: int = 0) -> Paired:
 def analyse(trials: Iterable[Mapping[str, Any]], *, seed: int = 0, n_boot: int = 10_000) -> StudyResults:
     """Results from trial rows (`Store.trial_rows`): one per assigned solving puzzle, answered or not.
 
-    Each row needs participant_id, participant_name, participant_phase (4 = finished), phase (1 or 3), concept,
-    concept_label, condition ('taught' | 'control'), answered, correct."""
+    Each row needs participant_id, participant_name, participant_phase (the participant's current phase, 4 =
+    finished), phase (1 or 3), concept, concept_label, condition ('taught' | 'control'), answered, correct.
+    Rows of a phase the participant has not finished are skipped."""
     people: dict[int, ParticipantResult] = {}
     concepts: dict[str, ConceptResult] = {}
     for t in trials:
@@ -257,6 +261,8 @@ def analyse(trials: Iterable[Mapping[str, Any]], *, seed: int = 0, n_boot: int =
         p = people.setdefault(pid, ParticipantResult(pid, str(t["participant_name"]),
                                                      finished=int(t["participant_phase"]) >= 4))
         c = concepts.setdefault(t["concept"], ConceptResult(t["concept"], str(t.get("concept_label") or t["concept"])))
+        if int(t["participant_phase"]) <= int(t["phase"]):
+            continue  # that phase is not over yet: its rate would be partial
         answered, correct = bool(t["answered"]), bool(t["correct"])
         if int(t["phase"]) == 1:
             p.phase1.add(answered, correct)
@@ -311,13 +317,13 @@ def figures(results: StudyResults) -> dict[str, bytes]:
     ax1.set_ylabel("solve rate")
     ax1.set_ylim(-0.03, 1.03)
     ax1.set_title("this study")
-    if results.participants:
-        ax1.legend(fontsize=7, loc="upper left")
+    if ax1.lines:
+        ax1.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.22), ncol=3, frameon=False)
     for name, a, b in PAPER["participants"]:
         ax2.plot([0, 1], [a, b], "--o", color="0.45")
         ax2.annotate(name, (1, b), textcoords="offset points", xytext=(4, 0), fontsize=7, color="0.3")
     ax2.set_xticks([0, 1, 2], ["phase 1", "phase 3", "control\n(none)"])
-    ax2.set_title("paper (Schut et al.)")
+    ax2.set_title("paper (Schut et al.): 4 GMs")
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
     out["solve_rates"] = _png(fig)

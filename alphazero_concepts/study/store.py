@@ -171,6 +171,7 @@ class Store:
         self.clock = clock
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -222,8 +223,11 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed (durably) when the block ends, rolled back on any exception."""
-        with self._connect() as conn:
+        """A write transaction: committed (durably) when the block ends, rolled back on any exception.
+
+        Writers of this process queue on a Python lock first: SQLite's own busy handler polls with sleeps of up
+        to 100 ms, which under 20 concurrent writers made the latency tail ten times longer than the queue."""
+        with self._write_lock, self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -272,6 +276,10 @@ class Store:
         if row is None:
             raise KeyError(f"no study {study_id}")
         return row
+
+    def has_study(self, study_id: int) -> bool:
+        with self.read() as conn:
+            return conn.execute("SELECT 1 FROM studies WHERE id = ?", (study_id,)).fetchone() is not None
 
     def study(self, study_id: int) -> Study:
         with self.read() as conn:
