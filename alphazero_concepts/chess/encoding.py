@@ -30,6 +30,7 @@ move's perspective):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -238,12 +239,22 @@ def _history_states(board: chess.Board) -> tuple[list[chess._BoardState], list[i
     states = board._stack
     current = chess._BoardState(board)
     history = [current, *reversed(states[-(HISTORY_STEPS - 1) :])] if states else [current]
-    reach = max(t + st.halfmove_clock for t, st in enumerate(history))
-    if max(st.halfmove_clock for st in history) < 4 or not states:
+    clocks = [st.halfmove_clock for st in history]
+    if max(clocks) < 4 or not states:
         return history, [0] * len(history)
+    reach = max(t + c for t, c in enumerate(clocks))
     window = [current, *reversed(states[-reach:])]
-    keys = [_state_key(st, _capturable_ep(st)) for st in window]
-    reps = [min(2, keys[s + 1 : s + 1 + history[s].halfmove_clock].count(keys[s])) for s in range(len(history))]
+    occupied = [st.occupied for st in window]
+    reps = []
+    for s in range(len(history)):
+        hm = history[s].halfmove_clock
+        # cheap filter first: an earlier equal position must have the same occupancy (at an even distance ≥ 4)
+        earlier = [u for u in range(s + 4, min(len(window), s + 1 + hm), 2) if occupied[u] == occupied[s]]
+        if not earlier:
+            reps.append(0)
+            continue
+        key = _state_key(window[s], _capturable_ep(window[s]))
+        reps.append(min(2, sum(_state_key(window[u], _capturable_ep(window[u])) == key for u in earlier)))
     return history, reps
 
 
@@ -275,7 +286,8 @@ def boards_to_arrays(boards: Sequence[chess.Board]) -> PositionArrays:
         raw.extend(_raw_bitboards(st) for st in history)
         raw.extend([_EMPTY_RAW] * (HISTORY_STEPS - len(history)))
         repetitions[i, : len(reps)] = reps
-    kinds = np.array(raw, dtype=np.uint64).reshape(n, HISTORY_STEPS, 8)
+    kinds = np.fromiter(itertools.chain.from_iterable(raw), dtype=np.uint64, count=8 * len(raw))
+    kinds = kinds.reshape(n, HISTORY_STEPS, 8)
     # piece kinds × colour: (N, 8, 6) & (N, 8, 1) for White, then Black
     bitboards = np.concatenate([kinds[..., :6] & kinds[..., 6:7], kinds[..., :6] & kinds[..., 7:8]], axis=-1)
     return PositionArrays(
