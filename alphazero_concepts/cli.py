@@ -278,8 +278,8 @@ def mine(
 ) -> None:
     """Dynamic concepts: one sparse vector per root where the chosen line beats every sub-par line."""
     import numpy as np
-    import torch
 
+    from alphazero_concepts.concepts.activations import latents
     from alphazero_concepts.concepts.mining import MiningError, mine_dynamic
     from alphazero_concepts.search.rollouts import Rollout
 
@@ -298,14 +298,9 @@ def mine(
             if not rollout.subpar:
                 records.append({"id": cid, "layer": layer, "root": rollout.root_index, "status": "no sub-par lines"})
                 continue
-            latents = []
-            for line in [rollout.chosen, *rollout.subpar]:
-                planes = torch.from_numpy(net.format.encode(rollout.boards(line))).to(net.device)
-                with torch.inference_mode():
-                    _, cache = net.run_with_cache(planes, [layer])
-                latents.append(cache[layer].reshape(len(planes), -1).float().cpu().numpy())
+            z = [latents(net, rollout.boards(line), layer) for line in [rollout.chosen, *rollout.subpar]]
             try:
-                sol = mine_dynamic(latents[0], latents[1:], [ln.branch for ln in rollout.subpar], player=player)
+                sol = mine_dynamic(z[0], z[1:], [ln.branch for ln in rollout.subpar], player=player)
             except MiningError as exc:
                 records.append({"id": cid, "layer": layer, "root": rollout.root_index, "status": f"refused: {exc}"})
                 continue

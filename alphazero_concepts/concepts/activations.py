@@ -101,6 +101,14 @@ class ActivationStore:
             return [json.loads(line) for line in fh]
 
 
+def latents(net: HookedNet, boards: Sequence[chess.Board], layer: str) -> np.ndarray:
+    """(len(boards), d) float32 activations of one layer for a few boards, in memory (e.g. one rollout line)."""
+    planes = torch.from_numpy(net.format.encode(boards)).to(net.device)
+    with torch.inference_mode():
+        _, cache = net.run_with_cache(planes, [layer])
+    return cache[layer].reshape(len(boards), -1).float().cpu().numpy()
+
+
 def collect(
     net: HookedNet,
     positions: Sequence[Position | chess.Board],

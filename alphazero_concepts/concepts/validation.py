@@ -18,6 +18,7 @@ import cvxpy as cp
 import numpy as np
 import torch
 
+from alphazero_concepts.concepts.activations import latents
 from alphazero_concepts.concepts.mining import (
     ConceptMiner,
     find_concept_vector,
@@ -138,14 +139,8 @@ def dynamic_solves(net: HookedNet, config: ValidationConfig) -> dict:
     for rollout in rollouts(mcts, roots, rcfg):
         if not rollout.subpar:
             continue
-        lines = [rollout.chosen, *rollout.subpar]
-        latents = []
-        for line in lines:
-            planes = torch.from_numpy(net.format.encode(rollout.boards(line))).to(net.device)
-            with torch.inference_mode():
-                _, cache = net.run_with_cache(planes, [layer])
-            latents.append(cache[layer].reshape(len(planes), -1).float().cpu().numpy())
-        sol = mine_dynamic(latents[0], latents[1:], [ln.branch for ln in rollout.subpar], player="one")
+        z = [latents(net, rollout.boards(line), layer) for line in [rollout.chosen, *rollout.subpar]]
+        sol = mine_dynamic(z[0], z[1:], [ln.branch for ln in rollout.subpar], player="one")
         times.append(sol.solve_time_s)
         statuses.append(sol.status + (" (slack)" if sol.used_slack else ""))
     return {"layer": layer, "dim": int(np.prod(net.layer_shape(layer))), "solves": len(times),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from alphazero_concepts.nn.checkpoints import (
     file_sha256,
 )
 from alphazero_concepts.nn.lc0_proto import ProtobufError, decode_layer, encode_layer, enum_name, enum_value
-from alphazero_concepts.nn.network import HookedNet, HookPoint, SqueezeExcitation, resolve_device
+from alphazero_concepts.nn.network import DictConfig, HookedNet, HookPoint, SqueezeExcitation, resolve_device
 
 BN_EPSILON = 1e-5  # lc0's batch-norm epsilon
 
@@ -59,7 +59,7 @@ class Lc0FormatError(CheckpointError):
 
 
 @dataclass(frozen=True)
-class Lc0Config:
+class Lc0Config(DictConfig):
     """Architecture of an `Lc0Net`, as read from a weight file. `to_dict`/`from_dict` reject unknown keys."""
 
     blocks: int = 6
@@ -91,16 +91,6 @@ class Lc0Config:
         if (self.input_planes, self.policy_size, self.format) != (N_PLANES, POLICY_SIZE, "lc0"):
             raise ValueError("Lc0Net reads lc0's 112 planes and writes its 1858-move policy")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Lc0Config:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown Lc0Config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 class Lc0Block(nn.Module):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
+from typing import Self
 
 import numpy as np
 import torch
@@ -32,8 +33,23 @@ from alphazero_concepts.chess.formats import BoardFormat, get_format
 HookFn = Callable[[torch.Tensor], torch.Tensor | None]
 
 
+class DictConfig:
+    """Mixin for dataclass configs: `to_dict`, and `from_dict` that rejects unknown keys (naming them)."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+        return cls(**data)
+
+
 @dataclass(frozen=True)
-class NetConfig:
+class NetConfig(DictConfig):
     """Architecture of an `AZNet`. Serialises with `to_dict`/`from_dict` (unknown keys are rejected)."""
 
     blocks: int = 6
@@ -54,16 +70,6 @@ class NetConfig:
         if self.se and self.channels % self.se_ratio:
             raise ValueError(f"channels ({self.channels}) must be divisible by se_ratio ({self.se_ratio})")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> NetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown NetConfig keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 class HookPoint(nn.Identity):
