@@ -480,3 +480,18 @@ def test_config_validation() -> None:
         MCTSConfig(leaves_per_tree=0)
     with pytest.raises(ValueError, match="repetition_draw"):
         MCTSConfig(repetition_draw=4)
+
+
+@pytest.mark.unit
+def test_should_stop_ends_the_search_early_with_consistent_counts() -> None:
+    steps = {"n": 0}
+
+    def stop_after_ten() -> bool:
+        steps["n"] += 1
+        return steps["n"] >= 10
+
+    boards = [chess.Board(), chess.Board("r1bqkbnr/pppp1ppp/2n5/4p3/4P3/5N2/PPPP1PPP/RNBQKB1R w KQkq - 2 3")]
+    results = MCTS(UniformEvaluator(), MCTSConfig(simulations=10_000)).search(boards, should_stop=stop_after_ten)
+    for result in results:
+        assert result.visits.sum() == 10  # one leaf per tree per step, ten steps
+        assert result.best_move() in result.board.legal_moves

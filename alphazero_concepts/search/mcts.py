@@ -231,20 +231,30 @@ class MCTS:
         self.calls = 0  # evaluator calls
 
     # ----------------------------------------------------------------------------------------------------------
-    def search(self, boards: Sequence[chess.Board], simulations: int | None = None) -> list[SearchResult]:
-        """Search every board (with its move history) for `simulations` simulations each."""
+    def search(self, boards: Sequence[chess.Board], simulations: int | None = None,
+               should_stop: Callable[[], bool] | None = None,
+               on_step: Callable[[Callable[[], list[SearchResult]]], None] | None = None) -> list[SearchResult]:
+        """Search every board (with its move history) for `simulations` simulations each.
+
+        `should_stop` is polled once per step (one leaf per tree): when it returns True the search ends early and
+        returns what it has (UCI `stop`, time limits). At least one step always runs. `on_step`, when given, is
+        called after every step (before `should_stop`) with a function that builds the current results on demand
+        (nothing is built unless it is called): progress reports such as UCI `info` lines during a long search.
+        """
         sims = simulations or self.config.simulations
         # Trees are many small linked objects: the cyclic garbage collector would re-scan them over and over
         # while they grow (a large share of search time). Pause it during the search; it runs again afterwards.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._search(boards, sims)
+            return self._search(boards, sims, should_stop, on_step)
         finally:
             if gc_was_enabled:
                 gc.enable()
 
-    def _search(self, boards: Sequence[chess.Board], sims: int) -> list[SearchResult]:
+    def _search(self, boards: Sequence[chess.Board], sims: int,
+                should_stop: Callable[[], bool] | None = None,
+                on_step: Callable[[Callable[[], list[SearchResult]]], None] | None = None) -> list[SearchResult]:
         trees = [_Tree(b, self.config.repetition_draw, self.move_indices) for b in boards]
         live = [t for t in trees if t.root.terminal_value is None]
         self._expand([(t, t.root) for t in live])  # root priors and value (noise added here)
@@ -269,6 +279,10 @@ class MCTS:
                 for _, leaf, path in pending:
                     self._backup(path, leaf.nn_value, undo_virtual=self.config.leaves_per_tree > 1)
             live = [t for t in live if done[id(t)] < sims]
+            if on_step is not None:
+                on_step(lambda: [self._result(t) for t in trees])
+            if should_stop is not None and should_stop():
+                break
         return [self._result(t) for t in trees]
 
     # ----------------------------------------------------------------------------------------------------------
