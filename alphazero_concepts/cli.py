@@ -402,6 +402,12 @@ def quickstart(
     console.print(f"wrote {out / 'analysis.json'}")
 
 
+# Stage packages add their own commands (each keeps its CLI next to its code).
+from alphazero_concepts.puzzles.commands import register as _register_puzzles  # noqa: E402
+
+_register_puzzles(app)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

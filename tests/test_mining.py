@@ -127,3 +127,22 @@ def test_pair_accuracy_counts_pairs_exactly() -> None:
     zp, zn, v = rng.random((7, 5)), rng.random((9, 5)), rng.standard_normal(5)
     brute = np.mean([[float(a @ v > b @ v) + 0.5 * float(a @ v == b @ v) for b in zn] for a in zp])
     assert pair_accuracy(v, zp, zn) == pytest.approx(brute)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("slack", [False, True])
+def test_the_lp_path_and_cvxpy_agree_and_inactive_coordinates_stay_zero(slack: bool) -> None:
+    from alphazero_concepts.concepts.mining import solve_margin_problem
+
+    rng = np.random.default_rng(3)
+    diffs = rng.standard_normal((30, 60))
+    diffs[:, 40:] = 0.0  # coordinates no constraint touches (dead ReLU units)
+    if slack:
+        diffs = np.vstack([diffs, -diffs[:1]])  # contradicts row 0: the hard problem is infeasible
+    lp = solve_margin_problem(diffs, solver="highs-lp")
+    conic = solve_margin_problem(diffs, solver="CLARABEL")
+    assert lp.used_slack == conic.used_slack == slack
+    assert lp.objective + 10 * lp.slack_total == pytest.approx(conic.objective + 10 * conic.slack_total, rel=1e-4)
+    assert not lp.vector[40:].any() and lp.extra["active_dims"] == 40
+    if not slack:
+        assert (diffs @ lp.vector >= 1 - 1e-6).all()
