@@ -403,9 +403,11 @@ def quickstart(
 
 
 # Stage packages add their own commands (each keeps its CLI next to its code).
+from alphazero_concepts.play.commands import register as _register_play  # noqa: E402
 from alphazero_concepts.puzzles.commands import register as _register_puzzles  # noqa: E402
 
 _register_puzzles(app)
+_register_play(app)
 
 
 def main() -> None:  # pragma: no cover
