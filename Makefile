@@ -6,7 +6,7 @@ PIP := $(PYTHON) -m pip
 
 install:
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install -q "torch==2.13.0"   # CPU build; GPU users install their own
-	$(PIP) install -q -e ".[dev,study]"
+	$(PIP) install -q -e ".[dev,study,distributed]"
 
 test: install
 	$(PYTHON) -m pytest -q

@@ -30,6 +30,8 @@ class BenchConfig:
     sequential_trees: int = 2  # trees searched one by one (one leaf per network call)
     seconds: float = 2.0  # minimum timing window for network throughput
     seed: int = 0
+    training: bool = True  # self-play games/hour and training positions/s
+    ray: bool = False  # Ray mining with 1 vs 2 workers (needs the `distributed` extra)
 
     @classmethod
     def for_mode(cls, quick: bool) -> BenchConfig:
@@ -184,4 +186,16 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
     result["mcts_batched_evaluations_per_call"] = float(np.mean(calls))
     result["mcts_batched_vs_sequential"] = result["mcts_sims_per_s_batched"] / result["mcts_sims_per_s_sequential"]
     result["mcts_vs_raw_ratio"] = result["mcts_sims_per_s_batched"] / result["net_positions_per_s_batched"]
+    if config.training:
+        from alphazero_concepts.training.selfplay import bench_selfplay, bench_train
+
+        log("self-play and training …")
+        result.update(bench_selfplay(net))
+        result.update(bench_train(net))
+    if config.ray:
+        from alphazero_concepts.distributed.bench import bench_ray_mining
+
+        log("Ray mining, 1 vs 2 workers …")
+        result.update(bench_ray_mining(net, roots=6 if config.quick else 16, repeats=1 if config.quick else 3,
+                                       log=log))
     return result

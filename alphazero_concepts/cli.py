@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -99,7 +100,10 @@ app.command("analyze", hidden=True)(analyse)
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option("--quick", help="Small sizes, finishes in under a minute")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="Small sizes, finishes in a few minutes")] = False,
+    ray: Annotated[bool, typer.Option("--ray/--no-ray", help="Also Ray mining with 1 vs 2 workers")] = False,
+    training: Annotated[bool, typer.Option("--training/--no-training",
+                                           help="Also self-play games/hour and training positions/s")] = True,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write the results here")] = None,
     model: ModelOpt = None,
     blocks: Annotated[int, typer.Option(help="Untrained net of this size when no model is bundled")] = 6,
@@ -120,7 +124,8 @@ def bench(
             raise
         net, name = AZNet(NetConfig(blocks=blocks, channels=channels)).eval(), f"untrained {blocks}x{channels}"
     start = time.time()
-    result = run_bench(net, BenchConfig.for_mode(quick), log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    config = dataclasses.replace(BenchConfig.for_mode(quick), ray=ray, training=training)
+    result = run_bench(net, config, log=lambda s: console.print(f"[dim]{s}[/dim]"))
     result["model"]["name"] = name
     result["wall_s"] = time.time() - start
     table = Table(title=f"azc bench ({'quick' if quick else 'full'}, {name})")
@@ -403,11 +408,13 @@ def quickstart(
 
 
 # Stage packages add their own commands (each keeps its CLI next to its code).
+from alphazero_concepts.distributed.commands import register as _register_distributed  # noqa: E402
 from alphazero_concepts.play.commands import register as _register_play  # noqa: E402
 from alphazero_concepts.puzzles.commands import register as _register_puzzles  # noqa: E402
 
 _register_puzzles(app)
 _register_play(app)
+_register_distributed(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -74,8 +74,11 @@ class SupervisedConfig:
 
 @dataclass
 class Batch:
+    """Training positions and targets. The policy target is either the move played, (B,) int64 policy indices, or
+    a distribution over moves, (B, P) float32 rows summing to 1 (self-play's MCTS visit shares)."""
+
     arrays: PositionArrays
-    policy: np.ndarray  # (B,) int64 move index
+    policy: np.ndarray  # (B,) int64 move index, or (B, P) float32 target distribution
     value: np.ndarray  # (B,) float32, side to move's view
 
     def planes(self) -> np.ndarray:
@@ -97,19 +100,30 @@ def game_training_arrays(game: GameRecord, min_ply: int = 0) -> tuple[PositionAr
     value = np.where(arrays.turn, result, -result).astype(np.float32)
     keep = arrays.ply >= min_ply
     if not keep.all():
-        arrays = _take(arrays, np.nonzero(keep)[0])
+        arrays = take_arrays(arrays, np.nonzero(keep)[0])
         policy, value = policy[keep], value[keep]
     return arrays, policy, value
 
 
-def _take(a: PositionArrays, idx: np.ndarray) -> PositionArrays:
+def take_arrays(a: PositionArrays, idx: np.ndarray) -> PositionArrays:
+    """The rows `idx` of every field of `a`."""
     return PositionArrays(a.bitboards[idx], a.repetitions[idx], a.turn[idx], a.castling[idx], a.ply[idx],
                           a.halfmove[idx])
 
 
-def _concat(parts: Sequence[PositionArrays]) -> PositionArrays:
+def concat_arrays(parts: Sequence[PositionArrays]) -> PositionArrays:
+    """`parts` stacked row-wise, field by field."""
     return PositionArrays(*(np.concatenate([getattr(p, f) for p in parts]) for f in
                             ("bitboards", "repetitions", "turn", "castling", "ply", "halfmove")))
+
+
+_take = take_arrays  # earlier private names, kept for callers
+_concat = concat_arrays
+
+
+def _target_index(target_p: torch.Tensor) -> torch.Tensor:
+    """The target move of each row: the index itself, or the most likely move of a target distribution."""
+    return target_p if target_p.ndim == 1 else target_p.argmax(dim=1)
 
 
 def iter_games(config: SupervisedConfig, report: ReadReport | None = None) -> Iterator[tuple[int, GameRecord]]:
@@ -125,7 +139,8 @@ def build_chunk(games: Sequence[GameRecord], min_ply: int) -> tuple[PositionArra
     parts = [p for g in games if (p := game_training_arrays(g, min_ply)) is not None]
     if not parts:
         return None
-    return _concat([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts])
+    return (concat_arrays([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
 
 
 class ChunkStream:
@@ -170,7 +185,7 @@ class ChunkStream:
         built = build_chunk(self._holdout_games, self.config.min_ply)
         if built is not None:
             n = min(self.config.holdout_positions, len(built[1]))
-            self.holdout = Batch(_take(built[0], np.arange(n)), built[1][:n], built[2][:n])
+            self.holdout = Batch(take_arrays(built[0], np.arange(n)), built[1][:n], built[2][:n])
 
     def _shuffled(self, k: int, games: list[GameRecord]) -> Batch | None:
         built = build_chunk(games, self.config.min_ply)
@@ -178,7 +193,7 @@ class ChunkStream:
             return None
         rng = np.random.default_rng([self.config.seed, k])
         order = rng.permutation(len(built[1]))
-        return Batch(_take(built[0], order), built[1][order], built[2][order])
+        return Batch(take_arrays(built[0], order), built[1][order], built[2][order])
 
 
 def lr_at(step: int, config: SupervisedConfig) -> float:
@@ -190,7 +205,11 @@ def lr_at(step: int, config: SupervisedConfig) -> float:
 
 
 def train_step(net: AZNet, opt: torch.optim.Optimizer, batch: Batch, value_weight: float) -> dict[str, float]:
-    """One optimiser step on `batch`; returns losses and top-1 accuracy on the batch."""
+    """One optimiser step on `batch`; returns losses and top-1 accuracy on the batch.
+
+    The policy loss is the cross-entropy against the target move or target distribution (for a distribution it
+    includes the target's own entropy, so it does not fall to 0); accuracy compares with the target's top move.
+    """
     net.train()
     device = net.device
     x = torch.from_numpy(batch.planes()).to(device)
@@ -203,26 +222,26 @@ def train_step(net: AZNet, opt: torch.optim.Optimizer, batch: Batch, value_weigh
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    acc = (logits.argmax(dim=1) == target_p).float().mean()
+    acc = (logits.argmax(dim=1) == _target_index(target_p)).float().mean()
     return {"loss": loss.item(), "policy_loss": policy_loss.item(), "value_loss": value_loss.item(),
             "acc": acc.item()}
 
 
 @torch.inference_mode()
 def evaluate_batch(net: AZNet, batch: Batch, batch_size: int = 1024) -> dict[str, float]:
-    """Policy loss, value loss and top-1 accuracy on a held-out batch."""
+    """Policy loss, value loss and top-1 accuracy on a held-out batch (targets as in `Batch`)."""
     net.eval()
     n = len(batch.policy)
     tot = {"policy_loss": 0.0, "value_loss": 0.0, "acc": 0.0}
     for s in range(0, n, batch_size):
         idx = np.arange(s, min(n, s + batch_size))
-        x = torch.from_numpy(arrays_to_planes(_take(batch.arrays, idx))).to(net.device)
+        x = torch.from_numpy(arrays_to_planes(take_arrays(batch.arrays, idx))).to(net.device)
         tp = torch.from_numpy(batch.policy[idx]).to(net.device)
         tv = torch.from_numpy(batch.value[idx]).to(net.device)
         logits, value = net(x)
         tot["policy_loss"] += float(F.cross_entropy(logits, tp, reduction="sum"))
         tot["value_loss"] += float(F.mse_loss(value, tv, reduction="sum"))
-        tot["acc"] += float((logits.argmax(1) == tp).float().sum())
+        tot["acc"] += float((logits.argmax(1) == _target_index(tp)).float().sum())
     return {k: v / max(1, n) for k, v in tot.items()}
 
 
@@ -279,7 +298,7 @@ def train_supervised(config: SupervisedConfig, out: str | Path, *, max_steps: in
         first = batch0 if k == chunk0 else 0
         for b in range(first, n_batches):
             idx = np.arange(b * config.batch_size, (b + 1) * config.batch_size)
-            batch = Batch(_take(chunk.arrays, idx), chunk.policy[idx], chunk.value[idx])
+            batch = Batch(take_arrays(chunk.arrays, idx), chunk.policy[idx], chunk.value[idx])
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, config)
             stats = train_step(net, opt, batch, config.value_weight)
