@@ -408,6 +408,7 @@ def quickstart(
 
 
 # Stage packages add their own commands (each keeps its CLI next to its code).
+from alphazero_concepts.arena.commands import register as _register_arena  # noqa: E402
 from alphazero_concepts.distributed.commands import register as _register_distributed  # noqa: E402
 from alphazero_concepts.play.commands import register as _register_play  # noqa: E402
 from alphazero_concepts.puzzles.commands import register as _register_puzzles  # noqa: E402
@@ -415,6 +416,7 @@ from alphazero_concepts.puzzles.commands import register as _register_puzzles  #
 _register_puzzles(app)
 _register_play(app)
 _register_distributed(app)
+_register_arena(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,229 @@
+"""`azc arena` (Elo ladder of a checkpoint series, with Stockfish levels) and `azc sts` (Strategic Test Suite).
+
+A thin layer over `arena.ladder` and `arena.sts`; wire into `azc` with `register(app)`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="Torch CPU threads (0: torch's default). One is fastest "
+                                                           "for the arena's small batches on a shared machine")]
+
+
+def _set_threads(threads: int) -> None:
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def _names(values: list[str] | None) -> list[str]:
+    """Repeatable options that also take comma-separated lists: ``--x a,b --x c`` → [a, b, c]."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def _ints(values: list[str] | None, option: str) -> list[int]:
+    try:
+        return [int(v) for v in _names(values)]
+    except ValueError as exc:
+        raise _fail(f"{option} takes whole numbers (e.g. {option} 1350,1500): {exc}") from exc
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}[/bold]"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total} games"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=console)
+
+
+def arena(
+    series: Annotated[str, typer.Option("--series", help="Series directory or bundled series name")],
+    checkpoints: Annotated[list[str] | None, typer.Option(
+        "--checkpoints", help="Checkpoints to rank (comma-separated or repeated; default: all, series order)")] = None,
+    games: Annotated[int, typer.Option("--games", help="Games per pairing (each opening with both colours)")] = 40,
+    sims: Annotated[int, typer.Option("--sims", help="MCTS simulations per move for our networks")] = 100,
+    max_plies: Annotated[int, typer.Option("--max-plies", help="Adjudicate a draw at this many plies")] = 400,
+    all_pairs: Annotated[bool, typer.Option("--all-pairs", help="Play every pair, not only neighbours")] = False,
+    first_vs_strongest: Annotated[bool, typer.Option(
+        "--first-vs-strongest/--no-first-vs-strongest", help="Also pair the first checkpoint with the strongest")
+    ] = True,
+    stockfish_elo: Annotated[list[str] | None, typer.Option(
+        "--stockfish-elo", help="Stockfish UCI_Elo levels (1350–2850), e.g. 1350,1500")] = None,
+    stockfish_skill: Annotated[list[str] | None, typer.Option(
+        "--stockfish-skill", help="Stockfish Skill Levels (0–20)")] = None,
+    stockfish_movetime: Annotated[float, typer.Option(
+        "--stockfish-movetime", help="Stockfish seconds per move")] = 0.1,
+    stockfish_nodes: Annotated[int | None, typer.Option(
+        "--stockfish-nodes", help="Stockfish nodes per move (instead of a movetime)")] = None,
+    stockfish: Annotated[str | None, typer.Option(
+        "--stockfish", help="Stockfish binary (default: stockfish on PATH or in /usr/games)")] = None,
+    stockfish_vs: Annotated[list[str] | None, typer.Option(
+        "--stockfish-vs", help="Checkpoints that play Stockfish (default: the strongest)")] = None,
+    ci: Annotated[str, typer.Option("--ci", help="Elo intervals: fisher (Hessian) or bootstrap")] = "fisher",
+    sts: Annotated[Path | None, typer.Option("--sts", help="STS EPD file: add each checkpoint's STS score")] = None,
+    sts_sims: Annotated[int | None, typer.Option("--sts-sims", help="Simulations for STS (default: --sims)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default runs/arena/<series>)")] = None,
+    write_elo: Annotated[bool, typer.Option("--write-elo", help="Store the fitted Elos in the series manifest")
+                         ] = False,
+    threads: ThreadsOpt = 1,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Elo ladder of a checkpoint series: matches, Stockfish levels, fit, ladder.json + PGNs + plot (resumable)."""
+    from alphazero_concepts.arena.ladder import Ladder, LadderConfig
+    from alphazero_concepts.arena.players import EngineNotFoundError
+    from alphazero_concepts.nn.checkpoints import CheckpointError
+    from alphazero_concepts.nn.loading import resolve_series
+
+    _set_threads(threads)
+    try:
+        s = resolve_series(series)
+        config = LadderConfig(games=games, simulations=sims, max_plies=max_plies,
+                              checkpoints=tuple(_names(checkpoints)), all_pairs=all_pairs,
+                              first_vs_strongest=first_vs_strongest,
+                              stockfish_elo=tuple(_ints(stockfish_elo, "--stockfish-elo")),
+                              stockfish_skill=tuple(_ints(stockfish_skill, "--stockfish-skill")),
+                              stockfish_movetime=stockfish_movetime, stockfish_nodes=stockfish_nodes,
+                              stockfish_path=stockfish, stockfish_vs=tuple(_names(stockfish_vs)), ci=ci,
+                              sts_suite=str(sts) if sts else None, sts_simulations=sts_sims, device=device)
+        ladder = Ladder(s, out or Path("runs/arena") / s.name, config)
+    except (CheckpointError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    with _progress() as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = progress.add_task(label, total=total)
+            progress.update(tasks[label], completed=done)
+
+        try:
+            result = ladder.run(report)
+        except EngineNotFoundError as exc:
+            raise _fail(str(exc)) from exc
+        except (CheckpointError, ValueError) as exc:
+            raise _fail(str(exc)) from exc
+    if write_elo:
+        ladder.write_elo(result)
+        console.print(f"wrote Elos into {s.directory / 'manifest.json'}")
+    _print_ladder(result)
+    reused = len(result["pairs"]) - len(ladder.played)
+    console.print(f"{len(ladder.played)} pairings played, {reused} reused from {ladder.results_path}; "
+                  f"wrote {ladder.out / 'ladder.json'}, {ladder.out / 'ladder.png'}, PGNs in {ladder.out / 'games'}")
+
+
+def _print_ladder(ladder: dict) -> None:
+    table = Table(title=f"{ladder['series']}: Elo ({next(iter(ladder['anchor']))} = 0), "
+                        f"{ladder['budgets']['ours']['simulations']} simulations/move")
+    sf_scale = {r["name"]: r for r in (ladder.get("elo_stockfish_scale") or {}).get("checkpoints", [])}
+    for col in ("checkpoint", "Elo", "95% CI", "games", *(["Stockfish scale"] if sf_scale else []),
+                *(["STS %"] if "sts" in ladder else [])):
+        table.add_column(col, justify="left" if col == "checkpoint" else "right")
+    for row in ladder["checkpoints"]:
+        if row["elo"] is None:
+            continue
+        cells = [row["name"], f"{row['elo']:+.0f}", f"[{row['elo_ci'][0]:+.0f}, {row['elo_ci'][1]:+.0f}]",
+                 str(row["games"])]
+        if sf_scale:
+            r = sf_scale.get(row["name"])
+            cells.append(f"{r['elo']:.0f} [{r['elo_ci'][0]:.0f}, {r['elo_ci'][1]:.0f}]" if r else "–")
+        if "sts" in ladder:
+            cells.append(f"{row['sts_percent']:.1f}" if row.get("sts_percent") is not None else "–")
+        table.add_row(*cells)
+    console.print(table)
+    for row in ladder["vs_stockfish"]:
+        console.print(f"{row['checkpoint']} vs {row['stockfish']}: +{row['wins']} ={row['draws']} -{row['losses']} "
+                      f"(score {row['score']:.3f} over {row['games']} games)")
+
+
+def sts(
+    suite: Annotated[Path, typer.Option("--suite", help="STS EPD file (c0 opcode: move=points)")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="One network (as for other commands)")] = None,
+    series: Annotated[str | None, typer.Option("--series", help="Score every checkpoint of a series")] = None,
+    checkpoints: Annotated[list[str] | None, typer.Option(
+        "--checkpoints", help="With --series: only these (comma-separated or repeated)")] = None,
+    sims: Annotated[int, typer.Option("--sims", help="MCTS simulations per position (0 = raw policy)")] = 100,
+    limit: Annotated[int | None, typer.Option("--limit", help="Only the first N positions")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the scores here")] = None,
+    threads: ThreadsOpt = 1,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Strategic Test Suite score per theme and in total (each position normalised by its best move's points)."""
+    from alphazero_concepts.arena.sts import read_sts, run_sts
+    from alphazero_concepts.chess.positions import InputError, ReadReport
+    from alphazero_concepts.nn.checkpoints import CheckpointError
+    from alphazero_concepts.nn.loading import load_network, resolve_series
+    from alphazero_concepts.nn.network import resolve_device
+
+    if (model is None) == (series is None):
+        raise _fail("give exactly one of --model and --series")
+    _set_threads(threads)
+    report = ReadReport(str(suite))
+    try:
+        positions = read_sts(suite, report)[:limit]
+    except InputError as exc:
+        raise _fail(str(exc)) from exc
+    if report.skipped:
+        console.print(f"[yellow]{report.summary()}[/yellow]")
+    if not positions:
+        raise _fail(f"{suite}: no usable STS positions")
+    try:
+        if series is not None:
+            s = resolve_series(series)
+            wanted = _names(checkpoints) or s.names
+            missing = [n for n in wanted if n not in s.names]
+            if missing:
+                raise _fail(f"{s.directory}: no checkpoint(s) {missing} (have {', '.join(s.names)})")
+            jobs = [(n, lambda n=n: s.load(n, resolve_device(device))) for n in s.names if n in wanted]
+        else:
+            jobs = [(None, lambda: load_network(model, resolve_device(device)))]
+    except (CheckpointError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    scores = []
+    with Progress(TextColumn("[bold]{task.description}[/bold]"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} positions"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        for name, load in jobs:
+            try:
+                net, meta = load()
+            except (CheckpointError, ValueError) as exc:
+                raise _fail(str(exc)) from exc
+            label = name or meta.name
+            task = progress.add_task(f"STS {label}", total=len(positions))
+            scores.append(run_sts(net, positions, sims, model=label,
+                                  progress=lambda done, total, t=task: progress.update(t, completed=done)))
+    table = Table(title=f"STS ({suite.name}, {len(positions)} positions, {sims} simulations; % of best-move points)")
+    table.add_column("theme")
+    for sc in scores:
+        table.add_column(sc.model, justify="right")
+    for key, row in scores[0].themes.items():
+        table.add_row(f"{key} {row['name']}", *[f"{sc.themes[key]['percent']:.1f}" for sc in scores])
+    table.add_row("[bold]total[/bold]", *[f"[bold]{sc.percent:.1f}[/bold]" for sc in scores])
+    table.add_row("best move found", *[f"{sc.best}/{sc.positions}" for sc in scores])
+    console.print(table)
+    if json_path:
+        data = {"suite": str(suite), "positions": len(positions), "simulations": sims,
+                "skipped": report.skipped, "models": [sc.to_dict(with_moves=True) for sc in scores]}
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(data, indent=2) + "\n")
+        console.print(f"wrote {json_path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `arena` and `sts` to the `azc` app."""
+    app.command("arena")(arena)
+    app.command("sts")(sts)
