@@ -214,7 +214,8 @@ def test_kill_and_resume_continues_without_replaying_games(tmp_path: Path) -> No
     assert buffer.shard_path(1).read_bytes() == shard1
     assert series.names == ["tiny-start", "rl-001", "rl-002"] and series.meta("rl-002").parent == "rl-001"
     extra = series.meta("rl-002").extra
-    assert extra["games"] == 3 and extra["positions"] > 0 and "false_resign_rate" in extra
+    assert extra["games"] == 3 and extra["positions"] > 0 and extra["window_positions"] >= extra["positions"]
+    assert {"false_resign_rate", "window_false_resign_rate", "new_games_before", "play_s"} <= set(extra)
 
     # killed while training iteration 3: its finished shard is reused, its games are not played again
     events.clear()

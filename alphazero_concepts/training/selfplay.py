@@ -318,6 +318,10 @@ def play_games(evaluator: Evaluator, config: SelfPlayConfig, iteration: int, ind
         for j, (game, res) in enumerate(zip(live, results, strict=True)):
             board = game.board
             visits = res.visits.astype(np.float64)
+            if visits.sum() == 0:  # the search scored the root as over (its draw rules); nothing to learn here
+                game.finish("1/2-1/2", "draw by the search's rules")
+                retire(game)
+                continue
             seen = visits > 0
             game.rows.append((arrays.bitboards[j], arrays.repetitions[j], arrays.turn[j], arrays.castling[j],
                               arrays.ply[j], arrays.halfmove[j]))
@@ -563,7 +567,8 @@ def _finished_shard(buffer: ReplayBuffer, it: int, say: LogFn) -> ReplayShard | 
 
 def _train_iteration(net: AZNet, opt: torch.optim.Optimizer, shard: ReplayShard, buffer: ReplayBuffer,
                      config: SelfPlayConfig, it: int, progress: ProgressFn | None, say: LogFn) -> dict:
-    """Train on the window ending at iteration `it`; losses, and the new games' loss before and after."""
+    """Train on the window ending at iteration `it`: mean losses, and the loss on the new games before training
+    (fresh data for the network that played them) and after (they are in the window, so this shows fit only)."""
     t0 = time.time()
     window, problems = buffer.window(it, config.window)
     for problem in problems:
@@ -580,7 +585,10 @@ def _train_iteration(net: AZNet, opt: torch.optim.Optimizer, shard: ReplayShard,
     train = train_on_window(net, opt, window, config, steps, np.random.default_rng([config.seed, it, 7]), on_step)
     after = evaluate_batch(net, eval_batch)
     net.eval()
-    return {"window_positions": len(window), "window_iterations": config.window, "steps": steps,
+    pooled = game_stats(window)  # resign calibration pooled over the window: one iteration has few no-resign games
+    return {"window_positions": len(window), "window_iterations": config.window,
+            "window_would_resign": pooled["would_resign"], "window_false_resigns": pooled["false_resigns"],
+            "window_false_resign_rate": pooled["false_resign_rate"], "steps": steps,
             "batch_size": config.batch_size, "lr": config.lr, "train": train, "new_games_before": before,
             "new_games_after": after, "train_s": time.time() - t0}
 
