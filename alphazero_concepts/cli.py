@@ -18,7 +18,8 @@ from alphazero_concepts.study.cli import study_app
 
 app = typer.Typer(help="alphazero-concepts: find what a self-play chess network knows that people do not.",
                   no_args_is_help=True, add_completion=False)
-train_app = typer.Typer(help="Train networks: supervised kick-start from human games, and self-play RL.", no_args_is_help=True)
+train_app = typer.Typer(help="Train networks: supervised kick-start from human games, and self-play RL.",
+                        no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(study_app, name="study")
 console = Console()
@@ -409,10 +410,10 @@ def quickstart(
 
 # Stage packages add their own commands (each keeps its CLI next to its code).
 from alphazero_concepts.arena.commands import register as _register_arena  # noqa: E402
-from alphazero_concepts.training.commands import register_train as _register_train  # noqa: E402
 from alphazero_concepts.distributed.commands import register as _register_distributed  # noqa: E402
 from alphazero_concepts.play.commands import register as _register_play  # noqa: E402
 from alphazero_concepts.puzzles.commands import register as _register_puzzles  # noqa: E402
+from alphazero_concepts.training.commands import register_train as _register_train  # noqa: E402
 
 _register_puzzles(app)
 _register_play(app)
