@@ -151,17 +151,25 @@ def validate(
 ) -> None:
     """Check the mining machinery on known answers: planted direction, piece concept per layer, speed, dynamic."""
     from alphazero_concepts.concepts.validation import ValidationConfig, run_validation
+    from alphazero_concepts.filters.validation import filters_validation
 
     net, meta = _load(model, device)
-    result = run_validation(net, ValidationConfig.for_mode(quick, net), log=lambda s: console.print(f"[dim]{s}[/dim]"))
+    log = lambda s: console.print(f"[dim]{s}[/dim]")  # noqa: E731
+    config = ValidationConfig.for_mode(quick, net)
+    result = run_validation(net, config, log=log)
+    log("filters: planted novelty, planted teachability, random-vector control …")
+    result.update(filters_validation(model, seed=config.seed, log=log))
     result["model"] = meta.name
     table = Table(title=f"azc validate ({'quick' if quick else 'full'}, {meta.name})")
     table.add_column("check")
     table.add_column("value", justify="right")
     for key in ("planted_cosine", "piece_concept_best_acc", "mining_speedup_vs_naive", "dynamic_median_solve_s"):
         table.add_row(key, f"{result[key]:.3f}")
-    for layer, row in result["piece_concept"]["layers"].items():
-        table.add_row(f"  queen concept @ {layer}", f"{row['test_pair_accuracy']:.3f}")
+    for name, concept in result["piece_concept"]["concepts"].items():
+        table.add_row(f"  {name} (best: {concept['best_layer']})", f"{concept['best_acc']:.3f}")
+    table.add_row("novelty_planted_ok", str(result.get("novelty_planted_ok")))
+    table.add_row("teachability_planted_lift", f"{result.get('teachability_planted_lift', float('nan')):.3f}")
+    table.add_row("random_vector_lift_ci", str([round(x, 3) for x in result.get("random_vector_lift_ci", [])]))
     console.print(table)
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,49 +376,90 @@ def train_supervised_cmd(
                       f"{last.positions_seen:,} positions; held-out top-1 {hold.get('acc', float('nan')):.3f}")
 
 
+def _pipeline(config, out: Path, from_stage: str | None) -> None:
+    """Run the pipeline with one progress bar per stage, then print the summary table."""
+    from alphazero_concepts.chess.positions import InputError
+    from alphazero_concepts.filters.stages import StageError
+    from alphazero_concepts.nn.checkpoints import CheckpointError
+    from alphazero_concepts.pipeline import STAGES, PipelineError, run_pipeline, run_summary
+
+    start = time.time()
+    with Progress(TextColumn("[bold]{task.description:<12}[/bold]"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console) as bar:
+        tasks = {stage: bar.add_task(stage, total=None, start=False) for stage in STAGES}
+
+        def progress(stage: str, done: int, total: int | None) -> None:
+            bar.start_task(tasks[stage])
+            bar.update(tasks[stage], completed=done, total=total)
+
+        try:
+            results = run_pipeline(config, out, from_stage=from_stage, progress=progress,
+                                   log=lambda s: bar.console.print(f"[dim]{s}[/dim]"))
+        except (PipelineError, StageError, InputError, CheckpointError, ValueError) as exc:
+            raise _fail(str(exc)) from exc
+    summary = run_summary(out)
+    table = Table(title=f"run {out} ({time.time() - start:.0f} s)")
+    table.add_column("stage")
+    table.add_column("status")
+    table.add_column("s", justify="right")
+    for r in results:
+        table.add_row(r.stage, r.status, f"{r.seconds:.1f}")
+    console.print(table)
+    funnel = Table(title=f"funnel (kept rule: {summary['kept_rule']})")
+    for stage in summary["stages"]:
+        funnel.add_column(stage, justify="right")
+    if summary["stages"]:
+        funnel.add_row(*[str(summary["funnel"].get(s, 0)) for s in summary["stages"]])
+        console.print(funnel)
+    already = summary["funnel"].get("already_known", 0)
+    if already:
+        console.print(f"{already} solved concepts are 'already known': no earlier checkpoint of the series is weak "
+                      "enough on their prototypes to be taught.")
+    console.print(f"kept concepts: {', '.join(summary['kept']) or 'none'}; puzzles written: {summary['puzzles']}")
+    console.print(f"report: [bold]{summary['report']}[/bold]")
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="Pipeline config (TOML; see `azc quickstart` → RUN/config.toml)")],
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<config name>)")] = None,
+    from_stage: Annotated[str | None, typer.Option("--from", help="Re-run from this stage: roots, rollouts, "
+                                                   "collect, mine, teachability, novelty, puzzles, report")] = None,
+) -> None:
+    """The whole method over one run directory: finished stages are skipped, a stopped run resumes."""
+    from alphazero_concepts.pipeline import PipelineError, load_config
+
+    try:
+        cfg = load_config(config)
+    except PipelineError as exc:
+        raise _fail(str(exc)) from exc
+    _pipeline(cfg, out or Path("runs") / config.stem, from_stage)
+
+
 @app.command()
 def quickstart(
     out: Annotated[Path, typer.Option("--out", help="Where to write the results")] = Path("runs/quickstart"),
-    sims: Annotated[int, typer.Option("--sims")] = 200,
+    from_stage: Annotated[str | None, typer.Option("--from", help="Re-run from this stage")] = None,
     device: DeviceOpt = "cpu",
 ) -> None:
-    """The main job on the bundled model, in a few minutes on a laptop CPU.
+    """The main job on the bundled model, in a few minutes on a laptop CPU: roots → … → report.html.
 
-    The concept pipeline (roots → rollouts → mining → filters → puzzles) is being built; until it lands this runs
-    its first stage on the bundled teacher: a batched MCTS analysis of test positions, written as JSON.
+    Small defaults (`PipelineConfig.quickstart()`); the config is written to OUT/config.toml, so
+    `azc run OUT/config.toml --out OUT2` repeats it and editing it scales it up.
     """
-    from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
+    import dataclasses
 
-    net, meta = _load(None, device)
-    fens = [
-        chess.STARTING_FEN,
-        "r1bqkbnr/pppp1ppp/2n5/4p3/4P3/5N2/PPPP1PPP/RNBQKB1R w KQkq - 2 3",
-        "r1bqkb1r/pppp1ppp/2n2n2/4p2Q/2B1P3/8/PPPP1PPP/RNB1K1NR w KQkq - 4 4",
-        "6k1/5ppp/8/8/8/8/5PPP/3R2K1 w - - 0 1",
-        "r1b1k2r/ppppnppp/2n2q2/2b5/3NP3/2P1B3/PP3PPP/RN1QKB1R w KQkq - 0 7",
-        "2rq1rk1/pp1bppbp/3p1np1/4n3/3NP3/1BN1BP2/PPPQ2PP/2KR3R w - - 0 12",
-    ]
-    boards = [chess.Board(f) for f in fens]
-    start = time.time()
-    results = MCTS(NetEvaluator(net), MCTSConfig(simulations=sims)).search(boards)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "analysis.json").write_text(json.dumps({"model": meta.name, "simulations": sims,
-                                                   "positions": [r.to_dict() for r in results]}, indent=2))
-    table = Table(title=f"quickstart: {meta.name}, {sims} simulations per position ({time.time() - start:.1f} s)")
-    for col in ("position", "best move", "visits", "value (side to move)", "machine line"):
-        table.add_column(col)
-    for board, r in zip(boards, results, strict=True):
-        best = r.best_move()
-        table.add_row(board.fen().split(" ")[0][:28], board.san(best) if best else "–",
-                      str(int(r.visits.max())) if best else "–", f"{r.root_value:+.3f}",
-                      board.variation_san(r.pv[:6]) if r.pv else "")
-    console.print(table)
-    console.print(f"wrote {out / 'analysis.json'}")
+    from alphazero_concepts.pipeline import PipelineConfig
+
+    config = PipelineConfig.quickstart()
+    config = dataclasses.replace(config, run=dataclasses.replace(config.run, device=device))
+    _pipeline(config, out, from_stage)
 
 
 # Stage packages add their own commands (each keeps its CLI next to its code).
 from alphazero_concepts.arena.commands import register as _register_arena  # noqa: E402
 from alphazero_concepts.distributed.commands import register as _register_distributed  # noqa: E402
+from alphazero_concepts.filters.commands import register as _register_filters  # noqa: E402
 from alphazero_concepts.play.commands import register as _register_play  # noqa: E402
 from alphazero_concepts.puzzles.commands import register as _register_puzzles  # noqa: E402
 from alphazero_concepts.training.commands import register_train as _register_train  # noqa: E402
@@ -420,6 +469,7 @@ _register_play(app)
 _register_distributed(app)
 _register_arena(app)
 _register_train(train_app)
+_register_filters(app)
 
 
 def main() -> None:  # pragma: no cover

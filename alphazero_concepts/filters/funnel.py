@@ -1,0 +1,127 @@
+"""The funnel from roots to kept concepts, per layer, beside the paper's numbers.
+
+    roots → concepts mined → solved (non-zero vector) → teachable → novel → kept     (teachability first)
+    roots → concepts mined → solved → novel → teachable → kept                        (novelty first)
+
+"teachable" = the teachability filter kept the concept (the lift's lower bound above the threshold);
+"already known" and "too few prototypes" concepts fail it. "novel" = s_k > 0 for every k. With the
+"independent" order both filters scored every solved concept; the funnel is then drawn in the paper's order
+(teachability first). Concepts a filter has not scored yet are counted as `pending` and fail neither filter.
+
+Paper (Schut et al.): ≈ 97.6% of candidates fail teachability, and ≈ 27% of the rest fail novelty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from alphazero_concepts.filters.rundir import ConceptEntry
+
+PAPER = {"fail_teachability": 0.976, "fail_novelty_of_rest": 0.27}
+
+
+def _stages(order: str) -> list[str]:
+    first, second = ("novel", "teachable") if order == "novelty-first" else ("teachable", "novel")
+    return ["roots", "mined", "solved", first, second, "kept"]
+
+
+def funnel(concepts: Sequence[ConceptEntry], teachability: dict[str, dict], novelty: dict[str, dict], *,
+           roots: int, order: str = "teachability-first") -> dict:
+    """Funnel counts per layer and in total, with the shares failing each filter and the paper's shares."""
+    stages = _stages(order)
+    first, second = stages[3], stages[4]
+    results = {"teachable": teachability, "novel": novelty}
+    passes = {"teachable": lambda r: bool(r.get("kept")), "novel": lambda r: bool(r.get("novel"))}
+    layers: dict[str, dict] = {}
+    for c in concepts:
+        row = layers.setdefault(c.layer, {"roots": roots, "mined": 0, "solved": 0, first: 0, second: 0, "kept": 0,
+                                          "already_known": 0, "too_few_prototypes": 0,
+                                          "pending": {first: 0, second: 0}})
+        row["mined"] += 1
+        if not c.solved:
+            continue
+        row["solved"] += 1
+        rec1 = results[first].get(c.id)
+        if rec1 is None:
+            row["pending"][first] += 1
+            continue
+        t_rec = teachability.get(c.id)
+        if t_rec is not None and t_rec.get("status") == "already known":
+            row["already_known"] += 1
+        if t_rec is not None and t_rec.get("status") == "too few prototypes":
+            row["too_few_prototypes"] += 1
+        if not passes[first](rec1):
+            continue
+        row[first] += 1
+        rec2 = results[second].get(c.id)
+        if rec2 is None:
+            row["pending"][second] += 1
+            continue
+        if passes[second](rec2):
+            row[second] += 1
+            row["kept"] += 1
+    total = {"roots": roots}
+    for key in ("mined", "solved", first, second, "kept", "already_known", "too_few_prototypes"):
+        total[key] = sum(r[key] for r in layers.values())
+    total["pending"] = {k: sum(r["pending"][k] for r in layers.values()) for k in (first, second)}
+    for row in [*layers.values(), total]:
+        row["shares"] = _shares(row, first, second)
+    controls = [{k: r.get(k) for k in ("id", "layer", "student", "lift", "ci", "kept", "status")}
+                for r in teachability.values() if r.get("kind") == "control"]
+    return {"order": order, "stages": stages, "layers": layers, "total": total, "controls": controls,
+            "paper": dict(PAPER),
+            "notes": "shares: fail_<first> = 1 − first/solved, fail_<second>_of_rest = 1 − second/first; "
+                     "paper: ≈97.6% fail teachability, then ≈27% of the rest fail novelty"}
+
+
+def _shares(row: dict, first: str, second: str) -> dict:
+    name = {"teachable": "teachability", "novel": "novelty"}
+    scored1 = row["solved"] - row["pending"][first]
+    scored2 = row[first] - row["pending"][second]
+    return {f"fail_{name[first]}": 1 - row[first] / scored1 if scored1 else None,
+            f"fail_{name[second]}_of_rest": 1 - row[second] / scored2 if scored2 else None}
+
+
+def funnel_figure(result: dict, path: str | Path) -> Path:
+    """Bars of the funnel stages per layer (log scale), with the paper's rates applied to our solved count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    stages = result["stages"]
+    rows = {**result["layers"], "all layers": result["total"]}
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(stages) * max(1, len(rows)) / 2), 4.0))
+    width = 0.8 / (len(rows) + 1)
+    x = np.arange(len(stages))
+    for j, (name, row) in enumerate(rows.items()):
+        values = [max(row[s], 0.5) for s in stages]  # 0 drawn as a stub on the log axis, labelled "0"
+        bars = ax.bar(x + j * width, values, width, label=name)
+        for bar, stage in zip(bars, stages, strict=True):
+            ax.annotate(f"{row[stage]:,}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+    total = result["total"]
+    paper = result["paper"]
+    solved = total["solved"]
+    if result["order"] == "novelty-first":
+        ref = None
+    else:
+        teach = solved * (1 - paper["fail_teachability"])
+        ref = [total["roots"], total["mined"], solved, teach, teach * (1 - paper["fail_novelty_of_rest"]),
+               teach * (1 - paper["fail_novelty_of_rest"])]
+    if ref is not None:
+        ax.plot(x + width * (len(rows) - 1) / 2, ref, "k--", marker="o", label="paper's rates × our solved")
+    ax.set_yscale("log")
+    ax.set_xticks(x + width * (len(rows) - 1) / 2)
+    ax.set_xticklabels(stages)
+    ax.set_ylabel("count")
+    ax.set_title(f"concept funnel ({result['order']})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
