@@ -10,6 +10,7 @@ install:
 
 test: install
 	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --nbmake notebooks
 
 quickstart: install
 	azc quickstart
