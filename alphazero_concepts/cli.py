@@ -461,6 +461,7 @@ from alphazero_concepts.arena.commands import register as _register_arena  # noq
 from alphazero_concepts.distributed.commands import register as _register_distributed  # noqa: E402
 from alphazero_concepts.filters.commands import register as _register_filters  # noqa: E402
 from alphazero_concepts.play.commands import register as _register_play  # noqa: E402
+from alphazero_concepts.probing.commands import register as _register_probing  # noqa: E402
 from alphazero_concepts.puzzles.commands import register as _register_puzzles  # noqa: E402
 from alphazero_concepts.training.commands import register_train as _register_train  # noqa: E402
 
@@ -470,6 +471,7 @@ _register_distributed(app)
 _register_arena(app)
 _register_train(train_app)
 _register_filters(app)
+_register_probing(app)
 
 
 def main() -> None:  # pragma: no cover
