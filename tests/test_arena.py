@@ -20,7 +20,6 @@ import typer
 from typer.testing import CliRunner
 
 from alphazero_concepts.arena import ladder as ladder_mod
-from alphazero_concepts.arena import players as players_mod
 from alphazero_concepts.arena.commands import register
 from alphazero_concepts.arena.elo import (
     PairResult,
@@ -316,8 +315,10 @@ def test_missing_stockfish_gives_clear_message(monkeypatch: pytest.MonkeyPatch, 
     with pytest.raises(EngineNotFoundError, match="apt-get install -y stockfish") as info:
         StockfishPlayer(uci_elo=1350, path=tmp_path / "nope")
     assert "--stockfish" in str(info.value) and "nope" in str(info.value)
-    monkeypatch.setattr(players_mod.shutil, "which", lambda *a, **k: None)
-    monkeypatch.setattr(players_mod, "STOCKFISH_DIRS", (str(tmp_path),))
+    import alphazero_concepts.engines as engines_mod
+
+    monkeypatch.setattr(engines_mod.shutil, "which", lambda *a, **k: None)
+    monkeypatch.setattr(engines_mod, "STOCKFISH_DIRS", (str(tmp_path),))
     with pytest.raises(EngineNotFoundError, match="not found on PATH"):
         find_stockfish()
 

@@ -9,7 +9,6 @@ result so that an Elo is never separated from the budget it was measured under.
 
 from __future__ import annotations
 
-import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -21,10 +20,10 @@ import chess.engine
 import numpy as np
 
 from alphazero_concepts.chess.encoding import boards_to_arrays, legal_move_indices
+from alphazero_concepts.engines import STOCKFISH_DIRS, locate_stockfish
 from alphazero_concepts.nn.network import HookedNet
 from alphazero_concepts.search.mcts import MCTS, Evaluator, MCTSConfig, NetEvaluator
 
-STOCKFISH_DIRS: tuple[str, ...] = ("/usr/games", "/usr/local/bin", "/usr/bin")  # searched after PATH
 PLAYER_CACHE_SIZE = 50_000  # evaluations an MCTSPlayer keeps: a few moves of 40 games at 400 simulations
 INSTALL_HINT = "install it with `apt-get install -y stockfish` (Debian/Ubuntu) or pass its path with --stockfish PATH"
 
@@ -151,19 +150,12 @@ def find_stockfish(path: str | Path | None = None) -> Path:
 
     Raises EngineNotFoundError saying where it looked and how to install Stockfish.
     """
-    if path is not None:
-        p = Path(path)
-        if p.is_file() and shutil.which(str(p)) is not None:
-            return p
-        why = "is not executable" if p.is_file() else "does not exist"
-        raise EngineNotFoundError(f"Stockfish binary {p} {why}; {INSTALL_HINT}")
-    found = shutil.which("stockfish")
-    if found:
+    found = locate_stockfish(path)
+    if found is not None:
         return Path(found)
-    for directory in STOCKFISH_DIRS:
-        candidate = Path(directory) / "stockfish"
-        if candidate.is_file() and shutil.which(str(candidate)) is not None:
-            return candidate
+    if path is not None:
+        why = "is not executable" if Path(path).is_file() else "does not exist"
+        raise EngineNotFoundError(f"Stockfish binary {path} {why}; {INSTALL_HINT}")
     raise EngineNotFoundError(f"Stockfish not found on PATH or in {', '.join(STOCKFISH_DIRS)}; {INSTALL_HINT}")
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ import numpy as np
 
 from alphazero_concepts.chess.encoding import board_bitboards
 from alphazero_concepts.chess.positions import InputError, ReadReport
+from alphazero_concepts.engines import locate_stockfish
 
 Kind = Literal["continuous", "binary"]
 PIECE_VALUES = np.array([1, 3, 3, 5, 9, 0], dtype=np.float64)  # P N B R Q K
@@ -264,10 +264,9 @@ def compute_targets(boards: Sequence[chess.Board], targets: Iterable[Target]) ->
 
 def find_stockfish(path: str | os.PathLike | None = None) -> str:
     """The Stockfish binary: `path`, else `stockfish` on PATH, else /usr/games/stockfish; TargetError when absent."""
-    candidates = [str(path)] if path else [shutil.which("stockfish") or "", "/usr/games/stockfish"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
+    found = locate_stockfish(path)
+    if found is not None:
+        return found
     raise TargetError(
         f"Stockfish not found ({'at ' + str(path) if path else 'not on PATH, not at /usr/games/stockfish'}); "
         "install it (`apt-get install stockfish`) or drop the `stockfish` target")

@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import chess
 import chess.engine
 
+from alphazero_concepts.engines import STOCKFISH_DIRS, locate_stockfish
+
 __all__ = ["MATE_CP", "EngineUnavailable", "EngineVerdict", "StockfishAnalyser", "find_stockfish", "win_chances"]
 
 MATE_CP = 10_000
-_FALLBACK_PATHS = ("/usr/games/stockfish", "/usr/local/bin/stockfish", "/opt/homebrew/bin/stockfish")
 _HINT = ("install it (Debian/Ubuntu: apt-get install stockfish), pass its path (--stockfish PATH), or build "
          "without the engine cross-check (--no-engine)")
 
@@ -40,21 +39,12 @@ class EngineUnavailable(RuntimeError):
 
 def find_stockfish(path: str | os.PathLike[str] | None = None) -> str:
     """The Stockfish binary: `path`, else ``stockfish`` on PATH, else /usr/games/stockfish (Debian's place)."""
-    if path is not None:
-        p = Path(path)
-        if p.is_file() and os.access(p, os.X_OK):
-            return str(p)
-        found = shutil.which(str(path))
-        if found:
-            return found
-        raise EngineUnavailable(f"Stockfish binary {str(path)!r} not found or not executable: {_HINT}")
-    found = shutil.which("stockfish")
-    if found:
+    found = locate_stockfish(path)
+    if found is not None:
         return found
-    for candidate in _FALLBACK_PATHS:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    looked = ", ".join(_FALLBACK_PATHS)
+    if path is not None:
+        raise EngineUnavailable(f"Stockfish binary {str(path)!r} not found or not executable: {_HINT}")
+    looked = ", ".join(STOCKFISH_DIRS)
     raise EngineUnavailable(f"Stockfish not found (looked for 'stockfish' on PATH and in {looked}): {_HINT}")
 
 
