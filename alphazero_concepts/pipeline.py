@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -722,13 +723,19 @@ def write_prototypes(ctx: Context) -> list[str]:
                                       "moves": [m.uci() for m in b.move_stack], "score": float(s[r])})
                 t, n = teach.get(cid, {}), nov.get(cid, {})
                 records.append({"concept": cid, "label": cid, "layer": layer, "kept": True,
-                                "novelty": n.get("min_score"), "teachability": t.get("lift"),
-                                "teachability_ci": t.get("ci"), "root": concepts[cid].record.get("root"),
+                                "novelty": _finite(n.get("min_score")), "teachability": _finite(t.get("lift")),
+                                "teachability_ci": [_finite(x) for x in t.get("ci") or []] or None,
+                                "root": concepts[cid].record.get("root"),
                                 "nonzeros": concepts[cid].nonzeros, "dim": int(concepts[cid].vector.size),
                                 "kept_rule": ctx.config.filters.kept_rule, "positions": positions})
     _write_jsonl(run / "prototypes.jsonl", records)
     _write_json(run / "kept.json", {"kept_rule": ctx.config.filters.kept_rule, "concepts": kept})
     return kept
+
+
+def _finite(x: object) -> float | None:
+    """A score for JSON: NaN (a concept whose filter did not run, e.g. "already known") becomes null."""
+    return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
 
 
 def _stage_puzzles(ctx: Context) -> dict:
