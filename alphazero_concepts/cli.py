@@ -14,6 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from alphazero_concepts.commandline import fail as _fail
+from alphazero_concepts.commandline import load_model as _load
 from alphazero_concepts.study.cli import study_app
 
 app = typer.Typer(help="alphazero-concepts: find what a self-play chess network knows that people do not.",
@@ -28,22 +30,6 @@ ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="Checkpoint file, series directory (strongest checkpoint), SERIES:NAME, bundled name, or "
                           "an lc0/Maia weights file (.pb.gz). Default: the bundled teacher.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto")]
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
-
-
-def _load(model: str | None, device: str):
-    from alphazero_concepts.nn.checkpoints import CheckpointError
-    from alphazero_concepts.nn.loading import load_network
-    from alphazero_concepts.nn.network import resolve_device
-
-    try:
-        return load_network(model, resolve_device(device))
-    except (CheckpointError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
 
 
 def _search_table(result, top: int, title: str) -> Table:

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from alphazero_concepts.commandline import fail as _fail
 from alphazero_concepts.distributed.backend import BACKENDS, Backend, BackendConfig, ProgressFn, ShardError
 
 console = Console()
@@ -44,11 +45,6 @@ ShipOpt = Annotated[bool, typer.Option(
     "--ship-weights", help="Send the weights through Ray's object store (clusters without a shared filesystem)")]
 DeviceOpt = Annotated[str, typer.Option(
     "--device", help="cpu, cuda or auto (auto: the GPU a Ray task was given, else the CPU)")]
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
 
 
 def backend_from_options(backend: str = "local", address: str | None = None, workers: int = 0) -> Backend:

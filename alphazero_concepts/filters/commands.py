@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from alphazero_concepts.commandline import fail as _fail
+
 console = Console()
 
 novelty_app = typer.Typer(help="Human vs machine latent spaces: the bases of the novelty filter.",
@@ -34,11 +36,6 @@ def register(app: typer.Typer) -> None:
     """Add `novelty` (with `basis`) and `filter` (with `teachability`, `novelty`, `funnel`) to `app`."""
     app.add_typer(novelty_app, name="novelty")
     app.add_typer(filter_app, name="filter")
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
 
 
 def _progress(label: str) -> Progress:

@@ -15,17 +15,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from alphazero_concepts.commandline import fail as _fail
+
 console = Console()
 
 QUICK_TARGETS = ("material", "material_white", "mobility", "passed_pawns", "pawn_shield", "king_attackers")
 FULL_TARGETS = ("material", "material_white", "pieces", "mobility", "opp_mobility", "king_safety", "passed_pawns",
                 "opp_passed_pawns", "in_check", "threats")
 QUICK_POSITIONS = 2500
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
 
 
 def _split(values: list[str] | None) -> list[str]:
