@@ -495,3 +495,51 @@ def test_should_stop_ends_the_search_early_with_consistent_counts() -> None:
     for result in results:
         assert result.visits.sum() == 10  # one leaf per tree per step, ten steps
         assert result.best_move() in result.board.legal_moves
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Overlap: half the trees select while the other half's network call runs
+
+
+class ThreadRecordingEvaluator(HashEvaluator):
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def evaluate(self, arrays: PositionArrays, legal: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        import threading
+
+        self.threads.append(threading.current_thread().name)
+        return super().evaluate(arrays, legal)
+
+
+@pytest.mark.parametrize("leaves", [1, 3])
+def test_overlapped_search_equals_the_plain_one(leaves: int) -> None:
+    boards = [*random_boards(8, seed=11), chess.Board(BACK_RANK_MATE_IN_ONE), chess.Board(MATE_IN_TWO)]
+    plain_cfg = MCTSConfig(simulations=57, leaves_per_tree=leaves, overlap_min_trees=0, add_noise=True)
+    over_cfg = MCTSConfig(**{**plain_cfg.to_dict(), "overlap_min_trees": 2})
+    plain = MCTS(HashEvaluator(), plain_cfg, rng=np.random.default_rng(4)).search(boards)
+    evaluator = ThreadRecordingEvaluator()
+    over = MCTS(evaluator, over_cfg, rng=np.random.default_rng(4)).search(boards)
+    assert any(name.startswith("mcts-eval") for name in evaluator.threads)  # the overlap really ran
+    for a, b in zip(plain, over, strict=True):
+        np.testing.assert_array_equal(a.visits, b.visits)
+        np.testing.assert_array_equal(a.priors, b.priors)
+        np.testing.assert_array_equal(a.q, b.q)
+        assert a.pv == b.pv
+        assert b.visits.sum() == 57
+    mate = over[8].moves.index(chess.Move.from_uci("a1a8"))  # a terminal leaf, backed up without the network
+    assert over[8].visits[mate] == 0 or over[8].q[mate] == 1.0
+
+
+def test_overlapped_search_stops_with_every_tree_at_the_same_step() -> None:
+    steps = {"n": 0}
+
+    def stop_after_seven() -> bool:
+        steps["n"] += 1
+        return steps["n"] >= 7
+
+    boards = random_boards(5, seed=12)
+    config = MCTSConfig(simulations=10_000, overlap_min_trees=2)
+    results = MCTS(HashEvaluator(), config).search(boards, should_stop=stop_after_seven)
+    assert [int(r.visits.sum()) for r in results] == [7] * 5

@@ -51,6 +51,8 @@ class MCTSConfig:
     virtual_loss: float = 1.0
     repetition_draw: int = 3  # a position occurring this many times is a draw (3 = the rule)
     cache_size: int = 200_000  # evaluations kept, keyed by the exact network input
+    # with at least this many trees, half of them select while the other half's network call runs (0 = never)
+    overlap_min_trees: int = 16
 
     def __post_init__(self) -> None:
         if self.simulations < 1:
@@ -215,6 +217,19 @@ def _set_terminal(node: Node, reps: int, repetition_draw: int) -> None:
         node.terminal_value = 0.0
 
 
+@dataclass
+class _Batch:
+    """Leaves of one search step on their way through the network: prepared, evaluated, finished."""
+
+    pending: list[tuple[_Tree, Node, list[tuple[Node, int]]]]  # (tree, leaf, path) to back up
+    items: list[tuple[_Tree, Node]]  # distinct leaves
+    keys: list[tuple]
+    known: dict[int, tuple[np.ndarray, float]]  # item → evaluation found in the cache
+    todo: list[int]  # items the network evaluates
+    arrays: PositionArrays | None
+    evaluated: tuple[list[np.ndarray], np.ndarray] | None = None
+
+
 class MCTS:
     """Batched PUCT search. `search(boards)` runs one tree per board, all stepping together."""
 
@@ -259,31 +274,67 @@ class MCTS:
         live = [t for t in trees if t.root.terminal_value is None]
         self._expand([(t, t.root) for t in live])  # root priors and value (noise added here)
         done = {id(t): 0 for t in live}
-        while live:
-            pending: list[tuple[_Tree, Node, list[tuple[Node, int]]]] = []
-            for tree in live:
-                for _ in range(min(self.config.leaves_per_tree, sims - done[id(tree)])):
-                    path, leaf = self._select(tree)
-                    done[id(tree)] += 1
-                    if leaf.terminal_value is not None:
-                        self._backup(path, leaf.terminal_value, undo_virtual=False)
-                    else:
-                        if self.config.leaves_per_tree > 1:
-                            self._apply_virtual_loss(path)
-                        pending.append((tree, leaf, path))
-            if pending:
-                unique: dict[int, tuple[_Tree, Node]] = {}
-                for tree, leaf, _ in pending:
-                    unique.setdefault(id(leaf), (tree, leaf))
-                self._expand(list(unique.values()))
-                for _, leaf, path in pending:
-                    self._backup(path, leaf.nn_value, undo_virtual=self.config.leaves_per_tree > 1)
-            live = [t for t in live if done[id(t)] < sims]
+
+        def report() -> bool:
             if on_step is not None:
                 on_step(lambda: [self._result(t) for t in trees])
-            if should_stop is not None and should_stop():
-                break
+            return should_stop is not None and should_stop()
+
+        if 0 < self.config.overlap_min_trees <= len(live):
+            self._overlapped(live, done, sims, report)
+        else:
+            while live:
+                self._finish(self._evaluate(self._prepare(self._select_step(live, done, sims))))
+                live = [t for t in live if done[id(t)] < sims]
+                if report():
+                    break
         return [self._result(t) for t in trees]
+
+    def _overlapped(self, live: list[_Tree], done: dict[int, int], sims: int, report: Callable[[], bool]) -> None:
+        """Two halves of the trees take turns: one half's network call runs in a worker thread (torch releases
+        the GIL) while this thread selects and expands in the other half. Each tree still does select → evaluate
+        → expand → back up, one step after another, so every tree's search is the same as without overlap."""
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        half = (len(live) + 1) // 2
+        groups = [live[:half], live[half:]]
+        in_flight: list[Future[_Batch] | None] = [None, None]
+        g, rounds = 0, 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcts-eval") as worker:
+            while True:
+                other = 1 - g
+                if g == 0 and rounds > 0 and report():  # a step of every tree has been selected since the last
+                    for future in in_flight:
+                        if future is not None:
+                            self._finish(future.result())
+                    return
+                groups[g] = [t for t in groups[g] if done[id(t)] < sims]
+                batch = self._prepare(self._select_step(groups[g], done, sims)) if groups[g] else None
+                if in_flight[other] is not None:
+                    self._finish(in_flight[other].result())  # type: ignore[union-attr]
+                    in_flight[other] = None
+                if batch is not None:
+                    in_flight[g] = worker.submit(self._evaluate, batch)
+                elif in_flight == [None, None] and all(done[id(t)] >= sims for grp in groups for t in grp):
+                    return
+                rounds += g
+                g = other
+
+    def _select_step(self, live: Sequence[_Tree], done: dict[int, int], sims: int
+                     ) -> list[tuple[_Tree, Node, list[tuple[Node, int]]]]:
+        """One leaf per tree (or `leaves_per_tree`, with virtual loss); terminal leaves are backed up at once."""
+        pending: list[tuple[_Tree, Node, list[tuple[Node, int]]]] = []
+        for tree in live:
+            for _ in range(min(self.config.leaves_per_tree, sims - done[id(tree)])):
+                path, leaf = self._select(tree)
+                done[id(tree)] += 1
+                if leaf.terminal_value is not None:
+                    self._backup(path, leaf.terminal_value, undo_virtual=False)
+                else:
+                    if self.config.leaves_per_tree > 1:
+                        self._apply_virtual_loss(path)
+                    pending.append((tree, leaf, path))
+        return pending
 
     # ----------------------------------------------------------------------------------------------------------
     def _select(self, tree: _Tree) -> tuple[list[tuple[Node, int]], Node]:
@@ -357,35 +408,57 @@ class MCTS:
         )
 
     def _expand(self, items: Sequence[tuple[_Tree, Node]]) -> None:
-        if not items:
-            return
-        arrays = self.leaf_arrays(items)
+        """Evaluate and expand `items` now (the roots)."""
+        self._finish(self._evaluate(self._prepare([(tree, node, []) for tree, node in items])))
+
+    def _prepare(self, pending: Sequence[tuple[_Tree, Node, list[tuple[Node, int]]]]) -> _Batch:
+        """The network input of the leaves not in the cache (cached evaluations are taken now: the cache may
+        evict them before the batch is finished)."""
+        unique: dict[int, tuple[_Tree, Node]] = {}
+        for tree, leaf, _ in pending:
+            unique.setdefault(id(leaf), (tree, leaf))
+        items = list(unique.values())
         # exact network input: history bitboards and repetitions, side to move, castling, en passant, counters
-        keys = [(node.key, node.hist, node.rep_hist, node.halfmove, node.board.fullmove_number)
-                for _, node in items]
-        todo = [i for i, k in enumerate(keys) if k not in self._cache]
-        if todo:
-            sub = PositionArrays(arrays.bitboards[todo], arrays.repetitions[todo], arrays.turn[todo],
-                                 arrays.castling[todo], arrays.ply[todo], arrays.halfmove[todo])
-            priors, values = self.evaluator.evaluate(sub, [items[i][1].index for i in todo])
+        keys = [(node.key, node.hist, node.rep_hist, node.halfmove, node.board.fullmove_number) for _, node in items]
+        known = {i: self._cache[k] for i, k in enumerate(keys) if k in self._cache}
+        todo = [i for i in range(len(items)) if i not in known]
+        arrays = self.leaf_arrays([items[i] for i in todo]) if todo else None
+        return _Batch(list(pending), items, keys, known, todo, arrays)
+
+    def _evaluate(self, batch: _Batch) -> _Batch:
+        """The network call of a batch (runs in the worker thread when trees overlap)."""
+        if batch.arrays is not None:
+            batch.evaluated = self.evaluator.evaluate(batch.arrays, [batch.items[i][1].index for i in batch.todo])
+        return batch
+
+    def _finish(self, batch: _Batch) -> None:
+        """Cache the new evaluations, expand the leaves and back their values up."""
+        evals = dict(batch.known)
+        if batch.evaluated is not None:
+            priors, values = batch.evaluated
             self.calls += 1
-            self.evaluations += len(todo)
-            for j, i in enumerate(todo):
-                self._cache[keys[i]] = (priors[j], float(values[j]))
+            self.evaluations += len(batch.todo)
+            for j, i in enumerate(batch.todo):
+                evals[i] = self._cache[batch.keys[i]] = (priors[j], float(values[j]))
             while len(self._cache) > self.config.cache_size:
                 self._cache.popitem(last=False)
-        for (_tree, node), key in zip(items, keys, strict=True):
-            priors, value = self._cache[key]
-            node.P = priors.astype(np.float64)
-            if node.parent is None and self.config.add_noise and len(node.moves) > 0:
-                noise = self.rng.dirichlet([self.config.dirichlet_alpha] * len(node.moves))
-                node.P = (1 - self.config.dirichlet_epsilon) * node.P + self.config.dirichlet_epsilon * noise
-            node.N = np.zeros(len(node.moves))
-            node.W = np.zeros(len(node.moves))
-            node.Q = np.full(len(node.moves), value - self.config.fpu_reduction)
-            node.children = [None] * len(node.moves)
-            node.nn_value = value
-            node.expanded = True
+        for i, (_tree, node) in enumerate(batch.items):
+            if not node.expanded:  # a leaf reached twice in one step (virtual loss) is expanded once
+                self._set_expanded(node, *evals[i])
+        for _, leaf, path in batch.pending:
+            self._backup(path, leaf.nn_value, undo_virtual=self.config.leaves_per_tree > 1)
+
+    def _set_expanded(self, node: Node, priors: np.ndarray, value: float) -> None:
+        node.P = priors.astype(np.float64)
+        if node.parent is None and self.config.add_noise and len(node.moves) > 0:
+            noise = self.rng.dirichlet([self.config.dirichlet_alpha] * len(node.moves))
+            node.P = (1 - self.config.dirichlet_epsilon) * node.P + self.config.dirichlet_epsilon * noise
+        node.N = np.zeros(len(node.moves))
+        node.W = np.zeros(len(node.moves))
+        node.Q = np.full(len(node.moves), value - self.config.fpu_reduction)
+        node.children = [None] * len(node.moves)
+        node.nn_value = value
+        node.expanded = True
 
     def _result(self, tree: _Tree) -> SearchResult:
         root = tree.root
