@@ -146,3 +146,34 @@ def test_the_lp_path_and_cvxpy_agree_and_inactive_coordinates_stay_zero(slack: b
     assert not lp.vector[40:].any() and lp.extra["active_dims"] == 40
     if not slack:
         assert (diffs @ lp.vector >= 1 - 1e-6).all()
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("slack", [False, True])
+def test_column_generation_reaches_the_full_lps_optimum(slack: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Few constraints, many coordinates: the LP is solved on working sets of columns, priced by the duals."""
+    import alphazero_concepts.concepts.mining as mining
+
+    rng = np.random.default_rng(5)
+    diffs = np.maximum(rng.standard_normal((12, 3000)) - 0.8, 0) - np.maximum(rng.standard_normal((12, 3000)) - 0.8, 0)
+    if slack:
+        diffs = np.vstack([diffs, -diffs[:1]])
+    widths: list[int] = []
+    solve = mining._solve_split_lp
+
+    def spy(d: np.ndarray, *args: object, **kwargs: object) -> tuple:
+        widths.append(d.shape[1])
+        return solve(d, *args, **kwargs)
+
+    monkeypatch.setattr(mining, "_solve_split_lp", spy)
+    lp = mining.solve_margin_problem(diffs)
+    active = lp.extra["active_dims"]
+    # the hard problem is solved on working sets only; when it is infeasible there, the whole hard problem
+    # decides (once), and the slack problem is back on working sets
+    assert max(widths[-1:] if slack else widths) < active and widths.count(active) == int(slack)
+    monkeypatch.setattr(mining, "_solve_split_lp", solve)
+    conic = mining.solve_margin_problem(diffs, solver="CLARABEL")
+    assert lp.used_slack == conic.used_slack == slack
+    assert lp.objective + 10 * lp.slack_total == pytest.approx(conic.objective + 10 * conic.slack_total, rel=1e-4)
+    if not slack:
+        assert (diffs @ lp.vector >= 1 - 1e-6).all()

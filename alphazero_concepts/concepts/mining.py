@@ -150,7 +150,49 @@ def solve_margin_problem(diffs: np.ndarray, *, margin: float = 1.0, slack_penalt
 
 def _solve_lp(diffs: np.ndarray, margin: float, slack_penalty: float | None, _solver: str
               ) -> tuple[str, np.ndarray | None, float]:
-    """HiGHS on the split LP; with `slack_penalty`, soft constraints D v + ξ ≥ margin, ξ ≥ 0 (cost penalty·ξ)."""
+    """HiGHS on the split LP, by column generation; with `slack_penalty`, soft constraints D v + ξ ≥ margin.
+
+    An optimal basic solution has at most n non-zero coordinates (n = constraints ≪ d), so most columns never
+    matter. The LP is solved on a working set of columns; its duals y ≥ 0 price every other column (column j
+    could lower the objective only if |D_jᵀ y| > 1, the dual constraint it would violate); violating columns
+    join the set and the LP is solved again, until none is left. The result is an optimum of the full LP (the
+    same objective; the tests compare with cvxpy), at a fraction of the cost when d is large.
+    """
+    n, k = diffs.shape
+    if k < max(_COLGEN_COLUMNS_PER_ROW * n, 2 * _COLGEN_MIN_COLUMNS):
+        # many constraints: re-solving a growing LP from scratch (scipy's HiGHS has no warm start) costs more
+        # than one solve of the whole problem (measured at d = 4096: column generation wins up to n ≈ 60)
+        return _solve_split_lp(diffs, margin, slack_penalty)
+    # start with the columns that reach each constraint most strongly, then the largest ones overall
+    per_row = max(2, _COLGEN_MIN_COLUMNS // (2 * n))
+    strongest = np.argpartition(-diffs, min(per_row, k - 1), axis=1)[:, :per_row].ravel()
+    overall = np.argsort(-np.abs(diffs).sum(axis=0))[: _COLGEN_MIN_COLUMNS // 2]
+    cols = np.unique(np.concatenate([strongest, overall]))
+    while True:
+        status, w, slack, duals = _solve_split_lp(diffs[:, cols], margin, slack_penalty, with_duals=True)
+        if w is None:
+            if status != "infeasible" or cols.size == k:
+                return status, None, 0.0
+            cols = np.arange(k)  # infeasible on the working set only: the whole problem decides
+            continue
+        price = np.abs(diffs.T @ duals)
+        price[cols] = 0.0
+        violated = np.flatnonzero(price > 1.0 + 1e-9)
+        if violated.size == 0:
+            v = np.zeros(k)
+            v[cols] = w
+            return status, v, slack
+        add = violated[np.argsort(-price[violated])[: max(n, _COLGEN_MIN_COLUMNS // 4)]]
+        cols = np.union1d(cols, add)
+
+
+_COLGEN_MIN_COLUMNS = 256
+_COLGEN_COLUMNS_PER_ROW = 64
+
+
+def _solve_split_lp(diffs: np.ndarray, margin: float, slack_penalty: float | None, *, with_duals: bool = False
+                    ) -> tuple:
+    """One HiGHS solve of min 1·(v⁺ + v⁻) [+ penalty·ξ] s.t. D(v⁺ − v⁻) [+ ξ] ≥ margin, all variables ≥ 0."""
     n, k = diffs.shape
     blocks = [sparse.csr_matrix(-diffs), sparse.csr_matrix(diffs)]
     cost = [np.ones(2 * k)]
@@ -160,9 +202,12 @@ def _solve_lp(diffs: np.ndarray, margin: float, slack_penalty: float | None, _so
     res = linprog(np.concatenate(cost), A_ub=sparse.hstack(blocks, format="csr"), b_ub=np.full(n, -margin),
                   bounds=(0, None), method="highs")
     if res.status != 0 or res.x is None:
-        return {2: "infeasible", 3: "unbounded"}.get(res.status, f"highs status {res.status}"), None, 0.0
+        status = {2: "infeasible", 3: "unbounded"}.get(res.status, f"highs status {res.status}")
+        return (status, None, 0.0, None) if with_duals else (status, None, 0.0)
     x = res.x
     slack = float(x[2 * k:].sum()) if slack_penalty is not None else 0.0
+    if with_duals:
+        return "optimal", x[:k] - x[k: 2 * k], slack, -np.asarray(res.ineqlin.marginals)
     return "optimal", x[:k] - x[k: 2 * k], slack
 
 
