@@ -6,12 +6,17 @@
 
 Collection streams batches through `run_with_cache` and writes each batch's rows before advancing the progress
 file (atomically), so memory does not grow with N and a killed collection resumes at the first unfinished batch
-without redoing finished rows.
+without redoing finished rows. Rows written to the memory map are in the page cache at once (a killed process
+loses none of them); they are synced to disk every `SYNC_EVERY_S` seconds and at the end. The index is written by
+a background thread while the first batches run through the network (FEN strings are slow to make), into a
+temporary file renamed into place when complete; a resumed collection rewrites a missing index.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,6 +30,7 @@ from alphazero_concepts.nn.network import HookedNet
 
 PROGRESS = "progress.json"
 INDEX = "index.jsonl"
+SYNC_EVERY_S = 30.0
 
 
 class StoreError(ValueError):
@@ -45,6 +51,15 @@ def _position_record(p: Position | chess.Board) -> dict:
         turn = chess.Board(p.fen).turn
     rec["turn"] = "w" if turn == chess.WHITE else "b"
     return rec
+
+
+def _write_index(path: Path, positions: Sequence[Position | chess.Board]) -> None:
+    """One JSON record per position, into a temporary file renamed to `path` when every record is written."""
+    tmp = path.with_suffix(".jsonl.tmp")
+    with open(tmp, "w") as fh:
+        for p in positions:
+            fh.write(json.dumps(_position_record(p)) + "\n")
+    tmp.replace(path)
 
 
 def _board(p: Position | chess.Board) -> chess.Board:
@@ -142,17 +157,20 @@ def collect(
         for name in layers:
             arrays[name] = np.load(_layer_file(out, name), mmap_mode="r+")
     else:
-        with open(out / INDEX, "w") as fh:
-            for p in positions:
-                fh.write(json.dumps(_position_record(p)) + "\n")
         for name in layers:
             arrays[name] = np.lib.format.open_memmap(_layer_file(out, name), mode="w+", dtype=np.float16,
                                                      shape=(n, dims[name]))
         atomic_write_bytes(progress_path, json.dumps(meta).encode())
+    index_writer = None
+    if not (out / INDEX).is_file():
+        index_writer = threading.Thread(target=_write_index, args=(out / INDEX, positions), daemon=True,
+                                        name="activation-index")
+        index_writer.start()
     fmt = net.format
     device = net.device
     net.eval()
     start = meta["rows_done"]
+    synced = time.monotonic()
     with torch.inference_mode():
         for lo in range(start, n, batch_size):
             hi = min(n, lo + batch_size)
@@ -160,10 +178,18 @@ def collect(
             _, cache = net.run_with_cache(planes, layers)
             for name in layers:
                 arrays[name][lo:hi] = cache[name].reshape(hi - lo, -1).to("cpu", torch.float16).numpy()
-            for name in layers:
-                arrays[name].flush()
+            if time.monotonic() - synced > SYNC_EVERY_S:
+                for name in layers:
+                    arrays[name].flush()
+                synced = time.monotonic()
             meta["rows_done"] = hi
             atomic_write_bytes(progress_path, json.dumps(meta).encode())
             if progress:
                 progress(hi, n)
+    for name in layers:
+        arrays[name].flush()
+    if index_writer is not None:
+        index_writer.join()
+        if not (out / INDEX).is_file():
+            raise StoreError(f"{out / INDEX}: the index could not be written (see the error above)")
     return ActivationStore(out)
