@@ -228,6 +228,30 @@ def test_planted_concept_is_teachable_and_random_vector_is_not(planted, sample, 
 
 
 @pytest.mark.unit
+def test_a_shared_baseline_is_trained_once_and_kept_out_of_the_test_rows(planted, monkeypatch) -> None:
+    import alphazero_concepts.filters.teachability as teachability
+
+    pool, concept = planted
+    calls: list[int] = []
+    real = teachability.distill
+
+    def counting(student, targets, **kw):  # noqa: ANN001, ANN003, ANN202
+        calls.append(len(targets))
+        return real(student, targets, **kw)
+
+    monkeypatch.setattr(teachability, "distill", counting)
+    baselines: dict = {}
+    first = teach_rows(pool, concept, TEACH, concept_id="a", baselines=baselines)
+    second = teach_rows(pool, concept[::-1].copy(), TEACH, concept_id="b", baselines=baselines)
+    assert len(calls) == 3 and len(baselines) == 1  # random baseline once, each concept once
+    (_, rand_train), = baselines.values()
+    for result in (first, second):
+        assert not set(result.test_rows) & set(rand_train.tolist())
+        assert result.status == "ok" and result.lift > 0  # the teacher's move is still learned better from it
+    assert first.table["random"] != second.table["random"]  # one baseline model, evaluated on each test set
+
+
+@pytest.mark.unit
 def test_student_selection_on_networks_and_already_known(planted, student) -> None:
     pool, concept = planted
     knows = PlantedTeacher(student)  # a later checkpoint that already plays like the teacher

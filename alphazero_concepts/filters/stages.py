@@ -296,6 +296,7 @@ def teachability_stage(run: str | Path, teacher: HookedNet, students: Sequence[t
     fingerprint = _fingerprint(sample, str(teacher_id))
     _load_top1(run / POOL_TOP1, pool, fingerprint)
     rollout_cache: dict = {}
+    baselines: dict | None = {} if config.shared_baseline else None
     done = 0
     for lo in range(0, len(todo), group_size):
         group = todo[lo:lo + group_size]
@@ -319,7 +320,8 @@ def teachability_stage(run: str | Path, teacher: HookedNet, students: Sequence[t
                 if is_control:  # a control always gets a lift: the rule's student, else the earliest checkpoint
                     student = _rule_or_earliest(pool, protos, config)
                 result = teach_rows(pool, protos, config, concept_id=c.id, layer=layer,
-                                    kind="control" if is_control else "concept", student=student)
+                                    kind="control" if is_control else "concept", student=student,
+                                    baselines=baselines)
                 if config.prototype_rule == "rollouts" and c.kind != "dynamic":
                     result.prototype_rule = "top"
                 rec = {**result.to_record(), "concept": _concept_info(c),

@@ -74,6 +74,7 @@ class TeachConfig(DictConfig):
     rollout_simulations: int = 64
     rollout_subpar: int = 3
     random_controls: int = 1
+    shared_baseline: bool = True  # one random-trained student per (student, size), shared by the concepts
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -346,10 +347,13 @@ class TeachResult:
 
 
 def teach_rows(pool: Pool, prototypes: np.ndarray, config: TeachConfig, *, concept_id: str, layer: str = "",
-               kind: str = "concept", student: str | None = None) -> TeachResult:
+               kind: str = "concept", student: str | None = None,
+               baselines: dict[tuple[str, int], tuple[HookedNet, np.ndarray]] | None = None) -> TeachResult:
     """Teachability of the concept whose prototypes are `prototypes` (pool rows): steps 2–6 of the module notes.
 
-    `student` forces a checkpoint (controls, validation); otherwise the student rule picks one.
+    `student` forces a checkpoint (controls, validation); otherwise the student rule picks one. `baselines`, a
+    dict kept across concepts, shares the random-trained student between concepts with the same student and
+    training size (`TeachConfig.shared_baseline`): half the training cost, the comparison unchanged.
     """
     start = time.perf_counter()
     prototypes = np.asarray(prototypes, dtype=np.int64)
@@ -375,15 +379,33 @@ def teach_rows(pool: Pool, prototypes: np.ndarray, config: TeachConfig, *, conce
     # random baseline: as many random pool positions as train prototypes (concept test rows excluded; the pool's
     # own share of concept positions may be drawn, as in any random sample); the random test set is disjoint
     # from every training row and from the concept test rows
-    rand_train = np.sort(rng.choice(np.setdiff1d(np.arange(len(pool)), test), size=len(train), replace=False))
-    rest = np.setdiff1d(np.arange(len(pool)), np.concatenate([test, train, rand_train]))
-    n_rand_test = min(max(len(test), config.random_test_min), len(rest))
-    rand_test = np.sort(rng.choice(rest, size=n_rand_test, replace=False))
     base = pool.net(chosen)
     seed = int(rng.integers(2**31))
     kw = {"epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size, "seed": seed}
+    key = (chosen, len(train))
+    if baselines is not None and key in baselines:
+        # one random-trained student per (student, training size), shared by every concept: the concept's test
+        # positions that its random sample happens to hold are left out of the test set (they would favour it)
+        on_random, rand_train = baselines[key]
+        test = np.setdiff1d(test, rand_train)
+        result.test_rows = [int(r) for r in test]
+    else:
+        if baselines is not None:  # the shared sample: the same whichever concept asks first
+            rng_base = np.random.default_rng([config.seed, len(train), *chosen.encode()])
+            rand_train = np.sort(rng_base.choice(len(pool), size=len(train), replace=False))
+            test = np.setdiff1d(test, rand_train)
+            result.test_rows = [int(r) for r in test]
+        else:
+            rand_train = np.sort(rng.choice(np.setdiff1d(np.arange(len(pool)), test), size=len(train),
+                                            replace=False))
+        base_kw = {**kw, "seed": config.seed} if baselines is not None else kw
+        on_random, _ = distill(base, teacher_targets(pool, rand_train), **base_kw)
+        if baselines is not None:
+            baselines[key] = (on_random, rand_train)
+    rest = np.setdiff1d(np.arange(len(pool)), np.concatenate([test, train, rand_train]))
+    n_rand_test = min(max(len(test), config.random_test_min), len(rest))
+    rand_test = np.sort(rng.choice(rest, size=n_rand_test, replace=False))
     on_concept, stats = distill(base, teacher_targets(pool, train), **kw)
-    on_random, _ = distill(base, teacher_targets(pool, rand_train), **kw)
     evals = {"concept_test": test, "random_test": rand_test}
     agree = {"before": {k: pool.top1(chosen, r) == pool.top1("teacher", r) for k, r in evals.items()},
              "concept": {k: agreement_vector(on_concept, pool, r) for k, r in evals.items()},
