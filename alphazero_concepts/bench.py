@@ -181,8 +181,14 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
         calls.append(search.evaluations / max(1, search.calls))
         return len(roots) * config.simulations
 
+    def batched_overlap() -> int:  # the same search, half the trees selecting during the other half's call
+        MCTS(evaluator, MCTSConfig(simulations=config.simulations, overlap_min_trees=2)).search(roots)
+        return len(roots) * config.simulations
+
     result["mcts_sims_per_s_sequential"] = _rate(sequential, config.seconds)
     result["mcts_sims_per_s_batched"] = _rate(batched, config.seconds, warmup=False)
+    result["mcts_sims_per_s_batched_overlap"] = _rate(batched_overlap, config.seconds, warmup=False)
+    result["mcts_overlap_speedup"] = result["mcts_sims_per_s_batched_overlap"] / result["mcts_sims_per_s_batched"]
     result["mcts_batched_evaluations_per_call"] = float(np.mean(calls))
     result["mcts_batched_vs_sequential"] = result["mcts_sims_per_s_batched"] / result["mcts_sims_per_s_sequential"]
     result["mcts_vs_raw_ratio"] = result["mcts_sims_per_s_batched"] / result["net_positions_per_s_batched"]

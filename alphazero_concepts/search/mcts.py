@@ -51,8 +51,10 @@ class MCTSConfig:
     virtual_loss: float = 1.0
     repetition_draw: int = 3  # a position occurring this many times is a draw (3 = the rule)
     cache_size: int = 200_000  # evaluations kept, keyed by the exact network input
-    # with at least this many trees, half of them select while the other half's network call runs (0 = never)
-    overlap_min_trees: int = 16
+    # with at least this many trees, half of them select while the other half's network call runs (0 = never).
+    # Off by default: on 2 quiet cores torch's own threads already fill them and overlap measured ~10% slower
+    # (`azc bench`, `mcts_overlap_speedup`); it paid off when the cores were shared with other jobs.
+    overlap_min_trees: int = 0
 
     def __post_init__(self) -> None:
         if self.simulations < 1:
