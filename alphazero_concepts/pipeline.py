@@ -160,7 +160,10 @@ class PuzzlesStage(DictConfig):
     min_visit_share: float = 0.5
     min_q_gap: float = 0.05
     min_puzzles_per_concept: int = 4
-    human: bool = True  # record human_policy_prob with the series' first checkpoint
+    human: bool = True  # record human_policy_prob (the probability that a model of human play plays the answer)
+    # that model: "" = the latest checkpoint before the teacher trained on human games only (stage "supervised";
+    # the earliest earlier one when none is), else a checkpoint name of the series or any model path
+    human_model: str = ""
     formats: tuple[str, ...] = ("pgn", "epd", "csv", "json", "html")
 
     def __post_init__(self) -> None:
@@ -766,8 +769,14 @@ def _stage_puzzles(ctx: Context) -> dict:
     human = human_id = None
     earlier = ctx.earlier_checkpoints()
     series = ctx.series()
-    if pc.human and earlier and series is not None:
-        human, human_meta = series.load(earlier[0], ctx.net.device)
+    if pc.human and pc.human_model:
+        from alphazero_concepts.nn.loading import load_network
+
+        human, human_meta = load_network(pc.human_model if series is None or pc.human_model not in series.names
+                                         else f"{series.directory}:{pc.human_model}", ctx.net.device)
+        human_id = human_meta.name
+    elif pc.human and earlier and series is not None:
+        human, human_meta = series.load(series.human_model(ctx.meta.name), ctx.net.device)
         human_id = human_meta.name
     result = build_run(ctx.run, ctx.net, teacher_id=ctx.model_id, checks=checks,
                        solve_config=SolveConfig(simulations=pc.simulations, chunk_size=32), human=human,

@@ -276,3 +276,14 @@ def test_series_errors(tmp_path: Path) -> None:
     (empty / MANIFEST).write_text("{not json")
     with pytest.raises(CheckpointError, match="invalid JSON"):
         Series.open(empty)
+
+
+def test_human_model_is_the_latest_human_games_checkpoint_before_the_teacher(tmp_path: Path) -> None:
+    series = Series(tmp_path / "s", name="s")
+    for name, stage, elo in [("sup-1", "supervised", 0.0), ("sup-2", "supervised", 100.0),
+                             ("sup-3", "supervised", 300.0), ("rl-1", "selfplay", 250.0)]:
+        series.add(make_net(seed=0), CheckpointMeta(name=name, stage=stage, elo=elo))
+    assert series.human_model() == "sup-2"  # before the strongest (sup-3)
+    assert series.human_model("rl-1") == "sup-3"  # a self-play teacher: the kick-start end is the human model
+    assert series.human_model("sup-1") == "sup-1"  # nothing earlier: the first checkpoint
+    assert Series(tmp_path / "empty").human_model() is None

@@ -226,6 +226,17 @@ class Series:
             return max(rated, key=lambda m: m.elo).name
         return self.entries[-1].name
 
+    def human_model(self, before: str | None = None) -> str | None:
+        """A model of human play from this series: the latest checkpoint before `before` (default: the strongest)
+        trained on human games only (stage "supervised"); the first checkpoint when none is; None when empty."""
+        if not self.entries:
+            return None
+        names = self.names
+        before = before or self.strongest()
+        stop = names.index(before) if before in names else len(names)
+        supervised = [m.name for m in self.entries[:stop] if m.stage == "supervised"]
+        return supervised[-1] if supervised else names[0]
+
     def copy_to(self, directory: str | Path, names: list[str] | None = None, name: str | None = None) -> Series:
         """A new series at `directory` holding copies of checkpoints `names` (default all), in series order."""
         import shutil

@@ -46,7 +46,7 @@ def _load(spec: str | None, device: str):
 
 
 def default_human_spec(model: str | None) -> str | None:
-    """The human model by default: the first supervised (kick-start) checkpoint of the teacher's series.
+    """The human model by default: the latest human-games-only checkpoint before the teacher in its series.
 
     The series is the one `model` names (a series directory, ``DIR:NAME`` or a bundled name), else the bundled
     default series. None when no series can be found.
@@ -70,8 +70,9 @@ def default_human_spec(model: str | None) -> str | None:
             return None
     if not series.names:
         return None
-    supervised = [m.name for m in series if m.stage == "supervised"] or series.names
-    return f"{series.directory}:{supervised[0]}"
+    teacher = model.rsplit(":", 1)[1] if model and ":" in model and not Path(model).exists() else None
+    name = series.human_model(teacher if teacher in series.names else None)
+    return f"{series.directory}:{name}" if name else None
 
 
 def _checks(config_file: Path | None, overrides: dict[str, Any]):
