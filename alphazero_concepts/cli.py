@@ -401,7 +401,14 @@ def _pipeline(config, out: Path, from_stage: str | None) -> None:
     if already:
         console.print(f"{already} solved concepts are 'already known': no earlier checkpoint of the series is weak "
                       "enough on their prototypes to be taught.")
-    console.print(f"kept concepts: {', '.join(summary['kept']) or 'none'}; puzzles written: {summary['puzzles']}")
+    if summary["kept_rule"] != "funnel":
+        rule = {"solved": "every solved concept", "teachable": "every teachable concept"}[summary["kept_rule"]]
+        console.print(f"[yellow]kept rule '{summary['kept_rule']}': {rule} goes on to puzzles and the report (a "
+                      f"demonstration of the later stages); by the paper's rule (teachable and novel) "
+                      f"{summary['funnel'].get('kept', 0)} are kept.[/yellow]")
+    kept = summary["kept"]
+    shown = ", ".join(kept[:6]) + (f" … ({len(kept)} in all)" if len(kept) > 6 else "")
+    console.print(f"kept concepts: {shown or 'none'}; puzzles written: {summary['puzzles']}")
     console.print(f"report: [bold]{summary['report']}[/bold]")
 
 
