@@ -646,9 +646,8 @@ def _stage_teachability(ctx: Context) -> dict:
 def _stage_novelty(ctx: Context) -> dict:
     """Human/machine bases at the mined layers, novelty scores, the funnel, and the kept concepts' prototypes."""
     from alphazero_concepts.filters.rundir import BASIS_DIR, FIGURES, POOL
-    from alphazero_concepts.filters.samples import PositionSample, load_sample
+    from alphazero_concepts.filters.samples import PositionSample, bundled_human_games, load_sample
     from alphazero_concepts.filters.stages import funnel_stage, novelty_basis_stage, novelty_stage
-    from alphazero_concepts.filters.validation import bundled_human_games
 
     cfg = ctx.config
     nc = cfg.novelty

@@ -2,8 +2,9 @@
 
 - planted: a sparse direction planted in synthetic ReLU-like latents is recovered (cosine).
 - piece concepts: "the side to move has its queen", "the opponent has its queen", "the side to move has the
-  bishop pair" are mined per layer from the network's own activations and scored on held-out pairs (80/20
-  split); `piece_concept_best_acc` is the mean over concepts of the best layer's accuracy (paper: ≈ 99%).
+  bishop pair" are mined per layer from the network's own activations on positions of the bundled master games
+  and scored on held-out pairs (80/20 split); `piece_concept_best_acc` is the mean over concepts of the best
+  layer's accuracy (paper: ≈ 99%).
 - dynamic: per-root dynamic problems from real rollouts at the widest mined layer; solve time, and the speed-up
   of the project's solver path over rebuilding a fresh cvxpy problem with default settings for every concept.
 - speed (per pair): the matrix-constraint formulation against one cvxpy constraint object per pair.
@@ -28,6 +29,7 @@ from alphazero_concepts.concepts.mining import (
     mine_dynamic,
     sample_pairs,
 )
+from alphazero_concepts.filters.samples import bundled_human_games, load_sample
 from alphazero_concepts.nn.network import HookedNet
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
 from alphazero_concepts.search.rollouts import RolloutConfig, rollouts
@@ -36,9 +38,9 @@ from alphazero_concepts.search.roots import bundled_openings
 
 @dataclass(frozen=True)
 class ValidationConfig:
-    positions: int = 1000
+    positions: int = 3000
     layers: tuple[str, ...] = ("stem", "block2", "block5")
-    pairs: int = 400
+    pairs: int = 800
     speed_dim: int = 256
     speed_pairs: int = 300
     dynamic_roots: int = 3
@@ -52,7 +54,7 @@ class ValidationConfig:
         layers = ("stem", blocks[len(blocks) // 2], blocks[-1]) if blocks else ("stem",)
         if quick:
             return cls(layers=layers)
-        return cls(positions=3000, layers=tuple(blocks), pairs=1000, dynamic_roots=10, dynamic_length=10,
+        return cls(positions=6000, layers=("stem", *blocks), pairs=1500, dynamic_roots=10, dynamic_length=10,
                    dynamic_simulations=200)
 
 
@@ -74,22 +76,11 @@ PIECE_CONCEPTS: dict[str, Callable[[chess.Board], bool]] = {
 
 
 def _game_positions(n: int, seed: int) -> list[chess.Board]:
-    """Positions from seeded random games started from the bundled openings (queens traded in some)."""
-    rng = np.random.default_rng(seed)
-    openings = [b for _, b in bundled_openings()]
-    out: list[chess.Board] = []
-    while len(out) < n:
-        board = openings[int(rng.integers(len(openings)))].copy()
-        for _ in range(int(rng.integers(4, 50))):
-            moves = list(board.legal_moves)
-            if not moves:
-                break
-            captures = [m for m in moves if board.is_capture(m)]
-            pool = captures if captures and rng.random() < 0.5 else moves  # trade pieces now and then
-            board.push(pool[int(rng.integers(len(pool)))])
-        if not board.is_game_over():
-            out.append(board)
-    return out
+    """Positions from the bundled master games (after the first 10 plies, with their history), seeded: the kind
+    of position the teacher learned from. (Random-move games are off its distribution: on them the same check
+    scored 0.88 instead of 0.94 at 3,000 positions and 800 pairs.)"""
+    sample = load_sample(bundled_human_games(), n, min_ply=10, seed=seed)
+    return [sample.board(i) for i in range(len(sample))]
 
 
 def piece_concepts(net: HookedNet, config: ValidationConfig) -> dict:

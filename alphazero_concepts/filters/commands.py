@@ -85,9 +85,9 @@ def basis_cmd(
     from alphazero_concepts.chess.positions import InputError
     from alphazero_concepts.filters.novelty import NoveltyConfig
     from alphazero_concepts.filters.rundir import BASIS_DIR, FIGURES, POOL, load_concepts
-    from alphazero_concepts.filters.samples import SelfPlayConfig, load_sample, selfplay_sample
+    from alphazero_concepts.filters.samples import SelfPlayConfig, bundled_human_games, load_sample, selfplay_sample
     from alphazero_concepts.filters.stages import StageError, novelty_basis_stage
-    from alphazero_concepts.filters.validation import bundled_human_games, last_block
+    from alphazero_concepts.filters.validation import last_block
 
     if out is None and run is None:
         raise _fail("give --run RUN or --out DIR")

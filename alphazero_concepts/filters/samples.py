@@ -233,6 +233,13 @@ def selfplay_sample(net: HookedNet, config: SelfPlayConfig | None = None,
 # Human games and position files
 
 
+def bundled_human_games() -> Path:
+    """The package's sample of human games (250 master games, TWIC 920; see data/SOURCES.md)."""
+    from importlib import resources
+
+    return Path(str(resources.files("alphazero_concepts").joinpath("data/human_games.pgn")))
+
+
 def human_sample(pgn: str | Path, n: int, *, min_ply: int = 10, max_games: int | None = None,
                  min_elo: int | None = None, seed: int = 0, report: ReadReport | None = None) -> PositionSample:
     """`n` positions drawn uniformly (seeded) from the PGN's games at plies ≥ `min_ply` (before a move is played).

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 import chess
@@ -32,6 +31,7 @@ import numpy as np
 from alphazero_concepts.filters.novelty import NoveltyConfig, build_basis, right_singular_basis
 from alphazero_concepts.filters.samples import (
     SelfPlayConfig,
+    bundled_human_games,
     forward,
     human_sample,
     layer_latents,
@@ -47,11 +47,6 @@ from alphazero_concepts.filters.teachability import (
 )
 from alphazero_concepts.nn.checkpoints import Series
 from alphazero_concepts.nn.network import HookedNet
-
-
-def bundled_human_games() -> Path:
-    """The package's sample of human games (250 master games, TWIC 920) for the default novelty run."""
-    return Path(str(resources.files("alphazero_concepts").joinpath("data/human_games.pgn")))
 
 
 def last_block(net: HookedNet) -> str:
