@@ -228,8 +228,9 @@ class PipelineConfig(DictConfig):
             # test prototypes a concept) teachability has no power: the quickstart keeps every solved concept
             # to show the later stages, and the report and summary say so. `configs/bundled-300.toml` is the
             # real run (the paper's rule).
-            filters=FiltersStage(order="independent", kept_rule="solved", max_prototypes=16),
-            puzzles=PuzzlesStage(simulations=160, engine_depth=10),
+            filters=FiltersStage(order="independent", kept_rule="solved", max_prototypes=24),
+            # a short search and 2 puzzles a concept (the default asks 4) so that a few puzzles come out
+            puzzles=PuzzlesStage(simulations=160, engine_depth=10, min_puzzles_per_concept=2),
             report=ReportStage(title="azc quickstart", static_positions=160, static_pairs=80),
         )
 
