@@ -318,6 +318,14 @@ def _line_scores(store, lines: dict, root: int, layer: str, v: np.ndarray) -> tu
     return chosen, subs
 
 
+def _lift_text(rec: dict) -> str:
+    """"+0.140 (95% CI [+0.060, +0.220])", or why there is no lift (e.g. no student weak enough)."""
+    ci = rec.get("teachability_ci") or []
+    if rec.get("teachability") is None or len(ci) != 2 or None in ci:
+        return "– (not taught: no earlier checkpoint is weak enough on the prototypes, or too few of them)"
+    return f"{rec['teachability']:+.3f} (95% CI [{ci[0]:+.3f}, {ci[1]:+.3f}])"
+
+
 def _pv_lines(net, boards: list[chess.Board], sims: int) -> list[list[chess.Move]]:
     from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
 
@@ -364,7 +372,7 @@ def _concepts_section(run: Path, config, net) -> str:
         parts = [f'<div class="card" id="card-{_esc(safe)}"><h3>{_esc(cid)}</h3>',
                  f"<p>Layer <b>{_esc(rec['layer'])}</b>; sparsity {rec.get('nonzeros')} non-zeros of "
                  f"{rec.get('dim')} ({(rec.get('nonzeros') or 0) / max(1, rec.get('dim') or 1):.1%}); "
-                 f"teachability lift {_fmt(rec.get('teachability'))} (95% CI {_esc(rec.get('teachability_ci'))}); "
+                 f"teachability lift {_lift_text(rec)}; "
                  f"novelty min s_k {_fmt(rec.get('novelty'))}.</p>"]
         root = rec.get("root")
         if root in rollouts:
