@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from alphazero_concepts.commandline import fail, load_model
+
 __all__ = ["puzzles_app", "register"]
 
 puzzles_app = typer.Typer(help="Puzzle sets from kept concepts: build (teacher search + checks) and export "
@@ -27,22 +29,6 @@ console = Console(soft_wrap=True)  # long paths and messages stay on one line (g
 def register(app: typer.Typer) -> None:
     """Add the ``puzzles`` sub-app (``build``, ``export``) to `app`."""
     app.add_typer(puzzles_app, name="puzzles")
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code=2)
-
-
-def _load(spec: str | None, device: str):
-    from alphazero_concepts.nn.checkpoints import CheckpointError
-    from alphazero_concepts.nn.loading import load_network
-    from alphazero_concepts.nn.network import resolve_device
-
-    try:
-        return load_network(spec, resolve_device(device))
-    except (CheckpointError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
 
 
 def default_human_spec(model: str | None) -> str | None:
@@ -84,12 +70,12 @@ def _checks(config_file: Path | None, overrides: dict[str, Any]):
             data = json.loads(config_file.read_text(encoding="utf-8"))
             base = PuzzleChecks.from_dict(data.get("checks", data))
         except (OSError, json.JSONDecodeError, TypeError, ValueError) as exc:
-            raise _fail(f"{config_file}: not a puzzle-checks config: {exc}") from exc
+            raise fail(f"{config_file}: not a puzzle-checks config: {exc}") from exc
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return replace(base, **given)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
 
 
 @puzzles_app.command()
@@ -146,19 +132,19 @@ def build(
         try:
             find_stockfish(stockfish)
         except EngineUnavailable as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     try:
         solve_config = SolveConfig(simulations=sims, alternatives=alternatives, chunk_size=chunk)
     except ValueError as exc:
-        raise _fail(str(exc)) from exc
-    teacher, meta = _load(model, device)
+        raise fail(str(exc)) from exc
+    teacher, meta = load_model(model, device)
     human_net = human_meta = None
     if not no_human:
         human_spec = human or default_human_spec(model)
         if human_spec is None:
             console.print("[yellow]no human model found: human_policy_prob not recorded (pass --human)[/yellow]")
         else:
-            human_net, human_meta = _load(human_spec, device)
+            human_net, human_meta = load_model(human_spec, device)
     provenance = {"teacher_name": meta.name, "teacher_sha256": meta.extra.get("sha256"),
                   "human_name": human_meta.name if human_meta else None,
                   "human_sha256": human_meta.extra.get("sha256") if human_meta else None,
@@ -180,7 +166,7 @@ def build(
                                prototypes=prototypes, out=out, name=name, model=provenance, fresh=fresh,
                                progress=progress)
         except (BuildError, EngineUnavailable) as exc:
-            raise _fail(str(exc)) from exc
+            raise fail(str(exc)) from exc
     report = result.report
     if result.read.skipped:
         console.print(f"[yellow]{result.read.summary()}[/yellow]")
@@ -229,17 +215,17 @@ def export_cmd(
     from alphazero_concepts.study.puzzleset import PuzzleSetError
 
     if (run is None) == (puzzles is None):
-        raise _fail("give exactly one of --run RUN or --puzzles FILE")
+        raise fail("give exactly one of --run RUN or --puzzles FILE")
     source = puzzles if puzzles is not None else run / "puzzles" / "puzzles.json"  # type: ignore[operator]
     if unknown_last_move not in UNKNOWN_LAST_MOVE:
-        raise _fail(f"--unknown-last-move must be one of {', '.join(UNKNOWN_LAST_MOVE)}")
+        raise fail(f"--unknown-last-move must be one of {', '.join(UNKNOWN_LAST_MOVE)}")
     try:
         chosen = parse_formats(formats)
         book = load_book(source)
     except (ValueError, PuzzleSetError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if csv_plies < 1:
-        raise _fail("--csv-plies must be ≥ 1")
+        raise fail("--csv-plies must be ≥ 1")
     written = export(book, out, chosen, unknown_last_move=unknown_last_move, csv_plies=csv_plies)
     for fmt, path in written.items():
         console.print(f"{fmt:5s} → {path}")
