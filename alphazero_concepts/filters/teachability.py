@@ -382,26 +382,21 @@ def teach_rows(pool: Pool, prototypes: np.ndarray, config: TeachConfig, *, conce
     base = pool.net(chosen)
     seed = int(rng.integers(2**31))
     kw = {"epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size, "seed": seed}
-    key = (chosen, len(train))
-    if baselines is not None and key in baselines:
-        # one random-trained student per (student, training size), shared by every concept: the concept's test
-        # positions that its random sample happens to hold are left out of the test set (they would favour it)
+    if baselines is None:
+        rand_train = np.sort(rng.choice(np.setdiff1d(np.arange(len(pool)), test), size=len(train), replace=False))
+        on_random, _ = distill(base, teacher_targets(pool, rand_train), **kw)
+    else:
+        # one random-trained student per (student, training size), shared by every concept: a seeded sample,
+        # the same whichever concept asks first; the concept's test positions it holds are left out of the test
+        # set (they would favour the baseline)
+        key = (chosen, len(train))
+        if key not in baselines:
+            rng_base = np.random.default_rng([config.seed, len(train), *chosen.encode()])
+            sample = np.sort(rng_base.choice(len(pool), size=len(train), replace=False))
+            baselines[key] = (distill(base, teacher_targets(pool, sample), **{**kw, "seed": config.seed})[0], sample)
         on_random, rand_train = baselines[key]
         test = np.setdiff1d(test, rand_train)
         result.test_rows = [int(r) for r in test]
-    else:
-        if baselines is not None:  # the shared sample: the same whichever concept asks first
-            rng_base = np.random.default_rng([config.seed, len(train), *chosen.encode()])
-            rand_train = np.sort(rng_base.choice(len(pool), size=len(train), replace=False))
-            test = np.setdiff1d(test, rand_train)
-            result.test_rows = [int(r) for r in test]
-        else:
-            rand_train = np.sort(rng.choice(np.setdiff1d(np.arange(len(pool)), test), size=len(train),
-                                            replace=False))
-        base_kw = {**kw, "seed": config.seed} if baselines is not None else kw
-        on_random, _ = distill(base, teacher_targets(pool, rand_train), **base_kw)
-        if baselines is not None:
-            baselines[key] = (on_random, rand_train)
     rest = np.setdiff1d(np.arange(len(pool)), np.concatenate([test, train, rand_train]))
     n_rand_test = min(max(len(test), config.random_test_min), len(rest))
     rand_test = np.sort(rng.choice(rest, size=n_rand_test, replace=False))
