@@ -362,7 +362,7 @@ def train_supervised_cmd(
                       f"{last.positions_seen:,} positions; held-out top-1 {hold.get('acc', float('nan')):.3f}")
 
 
-def _pipeline(config, out: Path, from_stage: str | None) -> None:
+def _pipeline(config, out: Path, from_stage: str | None, until: str | None = None) -> None:
     """Run the pipeline with one progress bar per stage, then print the summary table."""
     from alphazero_concepts.chess.positions import InputError
     from alphazero_concepts.filters.stages import StageError
@@ -379,7 +379,7 @@ def _pipeline(config, out: Path, from_stage: str | None) -> None:
             bar.update(tasks[stage], completed=done, total=total)
 
         try:
-            results = run_pipeline(config, out, from_stage=from_stage, progress=progress,
+            results = run_pipeline(config, out, from_stage=from_stage, until=until, progress=progress,
                                    log=lambda s: bar.console.print(f"[dim]{s}[/dim]"))
         except (PipelineError, StageError, InputError, CheckpointError, ValueError) as exc:
             raise _fail(str(exc)) from exc
@@ -418,6 +418,8 @@ def run_cmd(
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<config name>)")] = None,
     from_stage: Annotated[str | None, typer.Option("--from", help="Re-run from this stage: roots, rollouts, "
                                                    "collect, mine, teachability, novelty, puzzles, report")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Stop after this stage (e.g. mine: look at the "
+                                              "concepts before the filters)")] = None,
 ) -> None:
     """The whole method over one run directory: finished stages are skipped, a stopped run resumes."""
     from alphazero_concepts.pipeline import PipelineError, load_config
@@ -426,7 +428,7 @@ def run_cmd(
         cfg = load_config(config)
     except PipelineError as exc:
         raise _fail(str(exc)) from exc
-    _pipeline(cfg, out or Path("runs") / config.stem, from_stage)
+    _pipeline(cfg, out or Path("runs") / config.stem, from_stage, until)
 
 
 @app.command()

@@ -6,7 +6,7 @@ Every stage reads the artifacts of the stages before it from the run directory a
 
     RUN/config.toml                  the whole `PipelineConfig` (copied in at every run)
     RUN/roots.jsonl                  roots: positions where the teacher and a weaker checkpoint disagree
-    RUN/rollouts.jsonl               rollouts: chosen and sub-par lines per root
+    RUN/rollouts.jsonl               rollouts: chosen and sub-par lines per root (rollouts.partial/ while running)
     RUN/activations/                 collect: activations of every rollout state at the mined layers (+ lines.json)
     RUN/concepts/                    mine: concepts.jsonl + vectors.npz (partial/ holds finished roots while running)
     RUN/teachability.jsonl, pool.npz teachability (filters package)
@@ -19,7 +19,7 @@ A stage's hash is the sha256 of its own config section, the run-level settings (
 file hash, and the hashes of the stages it reads: change a parameter and that stage and everything downstream
 re-run; the stages before it are skipped. `from_stage` forces a stage and all later ones. A stage writes
 `RUN/stages/<stage>.started.json` with its hash before it starts; a killed stage found with the same hash is
-resumed (activations resume by batch, mining by root, the filters by concept, the puzzle search by chunk);
+resumed (rollouts resume by chunk of roots, activations by batch, mining by root, the filters by concept, the puzzle search by chunk);
 otherwise its artifacts are removed first. Every artifact is written atomically or appended record by record.
 """
 
@@ -52,7 +52,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
 }
 ARTIFACTS: dict[str, tuple[str, ...]] = {
     "roots": ("roots.jsonl",),
-    "rollouts": ("rollouts.jsonl",),
+    "rollouts": ("rollouts.jsonl", "rollouts.partial"),
     "collect": ("activations",),
     "mine": ("concepts",),
     "teachability": ("teachability.jsonl", "teachability_config.json", "pool.npz", "pool_top1.npz"),
@@ -62,7 +62,8 @@ ARTIFACTS: dict[str, tuple[str, ...]] = {
     "report": ("report.html", "static_concepts.json"),
 }
 KEPT_RULES = ("funnel", "teachable", "solved")
-PIPELINE_ORDERS = ("teachability-first", "independent")
+PIPELINE_ORDERS = ("teachability-first", "novelty-first", "independent")
+ROLLOUT_CHUNK = 8  # roots searched together, saved together (the unit of resuming) in RUN/rollouts.partial/
 
 Progress = Callable[[str, int, int | None], None]
 Log = Callable[[str], None]
@@ -133,6 +134,10 @@ class MineStage(DictConfig):
 class FiltersStage(DictConfig):
     """Filter order and which concepts count as kept.
 
+    order: "teachability-first" (the paper's: novelty scores only the teachable concepts), "novelty-first" (the
+    teachability stage scores novelty first and trains students only for the novel concepts: the same kept set,
+    since each filter scores a concept on its own, at a fraction of the cost, as novelty is cheap and teaching is
+    not) or "independent" (both filters score every solved concept).
     kept_rule: "funnel" (teachable and novel: the paper's), "teachable" (ignore novelty) or "solved" (every
     solved concept: a demonstration of the later stages, said so in the report).
     """
@@ -283,7 +288,10 @@ def stage_config(config: PipelineConfig, stage: str) -> dict:
         "rollouts": {"run": run, "rollouts": config.rollouts.to_dict()},
         "collect": {"run": run, "layers": list(config.mine.layers)},
         "mine": {"run": run, "mine": config.mine.to_dict()},
-        "teachability": {"run": run, "teachability": config.teachability.to_dict(), "order": config.filters.order},
+        "teachability": {"run": run, "teachability": config.teachability.to_dict(), "order": config.filters.order,
+                         # novelty-first: the teachability stage scores novelty first (only novel concepts are taught)
+                         **({"novelty": config.novelty.to_dict(), "human_pgn": config.filters.human_pgn}
+                            if config.filters.order == "novelty-first" else {})},
         "novelty": {"run": run, "novelty": config.novelty.to_dict(), "filters": config.filters.to_dict()},
         "puzzles": {"run": run, "puzzles": config.puzzles.to_dict()},
         "report": {"report": config.report.to_dict()},
@@ -358,8 +366,11 @@ def stage_status(run: str | Path, config: PipelineConfig, model_id: str) -> dict
     return out
 
 
-def _clear(run: Path, stage: str) -> None:
-    for rel in ARTIFACTS[stage]:
+def _clear(run: Path, stage: str, config: PipelineConfig) -> None:
+    artifacts = ARTIFACTS[stage]
+    if stage == "teachability" and config.filters.order == "novelty-first":  # it scores novelty first
+        artifacts = (*artifacts, *ARTIFACTS["novelty"])
+    for rel in artifacts:
         path = run / rel
         if path.is_dir():
             shutil.rmtree(path)
@@ -453,7 +464,7 @@ def run_pipeline(config: PipelineConfig, run: str | Path, *, from_stage: str | N
         resume = stage not in forced and started is not None and started.get("hash") == h["hash"]
         _marker(run, stage).unlink(missing_ok=True)
         if not resume:
-            _clear(run, stage)
+            _clear(run, stage, config)
             _write_json(_marker(run, stage, started=True), {"stage": stage, **h, "started": time.time()})
         else:
             log(f"{stage}: resuming a stage that was stopped")
@@ -514,7 +525,7 @@ def _stage_roots(ctx: Context) -> dict:
 
 def _stage_rollouts(ctx: Context) -> dict:
     from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
-    from alphazero_concepts.search.rollouts import RolloutConfig, rollouts
+    from alphazero_concepts.search.rollouts import Rollout, RolloutConfig, rollouts
     from alphazero_concepts.search.roots import Root
 
     rc = ctx.config.rollouts
@@ -523,18 +534,23 @@ def _stage_rollouts(ctx: Context) -> dict:
     config = RolloutConfig(length=rc.length, max_branch=None if rc.max_branch < 0 else rc.max_branch,
                            value_gap=rc.value_gap, visit_gap=rc.visit_gap, max_subpar=rc.max_subpar,
                            simulations=rc.simulations)
-    mcts = MCTS(NetEvaluator(ctx.net), MCTSConfig(simulations=rc.simulations),
-                rng=np.random.default_rng(ctx.config.run.seed))
-    out = []
-    chunk = 8  # roots searched together; the progress bar moves per chunk
+    partial = ctx.run / "rollouts.partial"
+    partial.mkdir(exist_ok=True)
+    out: list[Rollout] = []
     ctx.progress("rollouts", 0, len(found))
-    for lo in range(0, len(found), chunk):
-        part = rollouts(mcts, [r.board() for r in found[lo:lo + chunk]], config)
-        for k, item in enumerate(part):
-            item.root_index = lo + k
-        out.extend(part)
+    for lo in range(0, len(found), ROLLOUT_CHUNK):
+        path = partial / f"roots{lo:06d}.jsonl"
+        if not path.is_file():  # each chunk has its own seed: a resumed run equals an uninterrupted one
+            mcts = MCTS(NetEvaluator(ctx.net), MCTSConfig(simulations=rc.simulations),
+                        rng=np.random.default_rng([ctx.config.run.seed, lo]))
+            part = rollouts(mcts, [r.board() for r in found[lo:lo + ROLLOUT_CHUNK]], config)
+            for k, item in enumerate(part):
+                item.root_index = lo + k
+            _write_jsonl(path, [r.to_dict() for r in part])
+        out.extend(Rollout.from_dict(d) for d in _read_jsonl(path))
         ctx.progress("rollouts", len(out), len(found))
     _write_jsonl(ctx.run / "rollouts.jsonl", [r.to_dict() for r in out])
+    shutil.rmtree(partial)
     return {"roots": len(out), "subpar_lines": sum(len(r.subpar) for r in out),
             "roots_without_subpar": sum(not r.subpar for r in out)}
 
@@ -635,6 +651,8 @@ def _stage_teachability(ctx: Context) -> dict:
     # the pool is made here even when no concept needs teaching: the novelty stage's machine sample is the pool
     obtain_pool(ctx.run, ctx.net, size=tc.pool_size, selfplay=selfplay, seed=tc.seed, log=ctx.log,
                 progress=lambda d, t: ctx.progress("teachability", d, t))
+    if ctx.config.filters.order == "novelty-first":  # only the novel concepts are taught: score novelty now
+        _novelty_scores(ctx)
     summary = teachability_stage(ctx.run, ctx.net, students, tc, teacher_meta=ctx.meta, selfplay=selfplay,
                                  order=ctx.config.filters.order, log=ctx.log,
                                  progress=lambda d, t: ctx.progress("teachability", d, t))
@@ -644,16 +662,15 @@ def _stage_teachability(ctx: Context) -> dict:
     return {**summary, "students": [name for name, _ in students]}
 
 
-def _stage_novelty(ctx: Context) -> dict:
-    """Human/machine bases at the mined layers, novelty scores, the funnel, and the kept concepts' prototypes."""
+def _novelty_scores(ctx: Context) -> dict:
+    """Human/machine bases at the mined layers (built once, then reused) and the novelty scores of the concepts."""
     from alphazero_concepts.filters.rundir import BASIS_DIR, FIGURES, POOL
     from alphazero_concepts.filters.samples import PositionSample, bundled_human_games, load_sample
-    from alphazero_concepts.filters.stages import funnel_stage, novelty_basis_stage, novelty_stage
+    from alphazero_concepts.filters.stages import novelty_basis_stage, novelty_stage
 
     cfg = ctx.config
     nc = cfg.novelty
     layers = list(cfg.mine.layers)
-    ctx.progress("novelty", 0, 4)
     human_path = Path(cfg.filters.human_pgn) if cfg.filters.human_pgn else bundled_human_games()
     human = load_sample(human_path, nc.positions, min_ply=nc.human_min_ply, seed=nc.seed, max_games=nc.max_games)
     machine = PositionSample.load(ctx.run / POOL)
@@ -664,7 +681,16 @@ def _stage_novelty(ctx: Context) -> dict:
     novelty_basis_stage(ctx.net, human, machine, layers, ctx.run / BASIS_DIR, nc, model_id=ctx.model_id,
                         figure=ctx.run / FIGURES / "novelty_spectrum.png", log=ctx.log)
     ctx.progress("novelty", 2, 4)
-    summary = novelty_stage(ctx.run, order=cfg.filters.order, log=ctx.log)
+    return novelty_stage(ctx.run, order=cfg.filters.order, log=ctx.log)
+
+
+def _stage_novelty(ctx: Context) -> dict:
+    """Novelty scores (see `_novelty_scores`), the funnel, and the kept concepts' prototypes."""
+    from alphazero_concepts.filters.stages import funnel_stage
+
+    cfg = ctx.config
+    ctx.progress("novelty", 0, 4)
+    summary = _novelty_scores(ctx)
     funnel = funnel_stage(ctx.run, order=cfg.filters.order)
     ctx.progress("novelty", 3, 4)
     kept = write_prototypes(ctx)

@@ -135,6 +135,33 @@ def test_changed_config_reruns_the_stages_it_affects(base, tmp_path):
     assert "renamed" in (run / "report.html").read_text()
 
 
+@pytest.mark.integration
+def test_novelty_first_teaches_only_novel_concepts_and_keeps_the_same_set(base, tmp_path):
+    from alphazero_concepts.pipeline import kept_concepts
+
+    _series, config, run, _ = base
+    run = _copy(run, tmp_path)
+    teach = _results(run / "teachability.jsonl")  # order "independent": every solved concept was taught
+    novelty = _results(run / "novelty.jsonl")
+    planted = sorted(novelty)[::2]  # plant a known novel set (a tiny random net has no novel concept of its own)
+    (run / "novelty.jsonl").write_text("".join(json.dumps({**r, "novel": k in planted}) + "\n"
+                                               for k, r in novelty.items()))
+    (run / "teachability.jsonl").unlink()
+    funnel = dataclasses.replace(config.filters, kept_rule="funnel", order="novelty-first")
+    novelty_first = dataclasses.replace(config, filters=funnel)
+    assert stage_status(run, novelty_first, _model_id(run))["teachability"] == "stale"
+    statuses = _statuses(run_pipeline(novelty_first, run, log=lambda s: None))
+    assert [s for s in STAGES if statuses[s] == "done"] == ["teachability", "novelty", "puzzles", "report"]
+    taught = {k for k, r in _results(run / "teachability.jsonl").items() if r.get("kind") != "control"}
+    assert planted and taught == set(planted)  # a student is trained only for the novel concepts
+    assert kept_concepts(run, "funnel") == [k for k in planted if teach[k]["kept"]]  # as if both had scored all
+    assert json.loads((run / "funnel.json").read_text())["stages"][3:5] == ["novel", "teachable"]
+
+
+def _results(path: Path) -> dict[str, dict]:
+    return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
 def _model_id(run: Path) -> str:
     from alphazero_concepts.nn.loading import load_network
 
@@ -152,6 +179,36 @@ def _concepts(run: Path) -> tuple[list[dict], dict[str, np.ndarray]]:
 
 class Killed(RuntimeError):
     pass
+
+
+@pytest.mark.integration
+def test_killed_during_rollouts_resumes_by_chunk_and_matches_an_uninterrupted_run(base, tmp_path, monkeypatch):
+    import alphazero_concepts.pipeline as pipeline
+    import alphazero_concepts.search.rollouts as rollouts_module
+
+    _series, config, run, _ = base
+    monkeypatch.setattr(pipeline, "ROLLOUT_CHUNK", 2)
+    whole = _copy(run, tmp_path / "whole")
+    run_pipeline(config, whole, from_stage="rollouts", until="rollouts", log=lambda s: None)
+    work = _copy(run, tmp_path / "work")
+
+    def kill_after_one_chunk(stage: str, done: int, total) -> None:
+        if stage == "rollouts" and done == 2:
+            raise Killed("simulated kill after the first chunk")
+
+    with pytest.raises(Killed):
+        run_pipeline(config, work, from_stage="rollouts", until="rollouts", progress=kill_after_one_chunk,
+                     log=lambda s: None)
+    assert len(list((work / "rollouts.partial").glob("*.jsonl"))) == 1
+    calls = []
+    real = rollouts_module.rollouts
+    monkeypatch.setattr(rollouts_module, "rollouts", lambda m, boards, c: calls.append(len(boards)) or real(m, boards, c))
+    statuses = _statuses(run_pipeline(config, work, until="rollouts", log=lambda s: None))
+    assert statuses["rollouts"] == "done" and statuses["roots"] == "skipped"
+    n_roots = len((whole / "rollouts.jsonl").read_text().splitlines())
+    assert sum(calls) == n_roots - 2  # the finished chunk was not searched again
+    assert (work / "rollouts.jsonl").read_text() == (whole / "rollouts.jsonl").read_text()
+    assert not (work / "rollouts.partial").exists()
 
 
 @pytest.mark.integration
