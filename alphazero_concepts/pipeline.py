@@ -19,8 +19,9 @@ A stage's hash is the sha256 of its own config section, the run-level settings (
 file hash, and the hashes of the stages it reads: change a parameter and that stage and everything downstream
 re-run; the stages before it are skipped. `from_stage` forces a stage and all later ones. A stage writes
 `RUN/stages/<stage>.started.json` with its hash before it starts; a killed stage found with the same hash is
-resumed (rollouts resume by chunk of roots, activations by batch, mining by root, the filters by concept, the puzzle search by chunk);
-otherwise its artifacts are removed first. Every artifact is written atomically or appended record by record.
+resumed (rollouts resume by chunk of roots, activations by batch, mining by root, the filters by concept, the
+puzzle search by chunk); otherwise its artifacts are removed first. Every artifact is written atomically or
+appended record by record.
 """
 
 from __future__ import annotations

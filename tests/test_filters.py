@@ -235,7 +235,7 @@ def test_a_shared_baseline_is_trained_once_and_kept_out_of_the_test_rows(planted
     calls: list[int] = []
     real = teachability.distill
 
-    def counting(student, targets, **kw):  # noqa: ANN001, ANN003, ANN202
+    def counting(student, targets, **kw):
         calls.append(len(targets))
         return real(student, targets, **kw)
 

@@ -202,7 +202,8 @@ def test_killed_during_rollouts_resumes_by_chunk_and_matches_an_uninterrupted_ru
     assert len(list((work / "rollouts.partial").glob("*.jsonl"))) == 1
     calls = []
     real = rollouts_module.rollouts
-    monkeypatch.setattr(rollouts_module, "rollouts", lambda m, boards, c: calls.append(len(boards)) or real(m, boards, c))
+    monkeypatch.setattr(rollouts_module, "rollouts",
+                        lambda m, boards, c: calls.append(len(boards)) or real(m, boards, c))
     statuses = _statuses(run_pipeline(config, work, until="rollouts", log=lambda s: None))
     assert statuses["rollouts"] == "done" and statuses["roots"] == "skipped"
     n_roots = len((whole / "rollouts.jsonl").read_text().splitlines())
