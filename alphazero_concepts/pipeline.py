@@ -163,6 +163,7 @@ class PuzzlesStage(DictConfig):
     engine: str = "auto"  # "auto", "on" or "off"
     engine_depth: int = 16
     max_cp_loss: int = 150
+    engine_scope: str = "passing"  # "passing": Stockfish checks only candidates the network's checks pass; "all"
     min_visit_share: float = 0.5
     min_q_gap: float = 0.05
     min_puzzles_per_concept: int = 4
@@ -795,6 +796,7 @@ def _stage_puzzles(ctx: Context) -> dict:
         except EngineUnavailable:
             ctx.log("puzzles: Stockfish not found, engine cross-check skipped (engine_disagrees = null)")
     checks = PuzzleChecks(engine=engine, engine_depth=pc.engine_depth, max_cp_loss=pc.max_cp_loss,
+                          engine_scope=pc.engine_scope,
                           min_visit_share=pc.min_visit_share, min_q_gap=pc.min_q_gap,
                           min_puzzles_per_concept=pc.min_puzzles_per_concept)
     human = human_id = None

@@ -39,6 +39,7 @@ from alphazero_concepts.puzzles.checks import (
     check_only_move,
     check_unique,
     human_policy_probs,
+    needs_engine,
     run_checks,
 )
 from alphazero_concepts.puzzles.engine import EngineUnavailable, EngineVerdict, find_stockfish, win_chances
@@ -208,6 +209,17 @@ def test_two_equal_moves_are_not_unique_and_a_clear_best_move_is() -> None:
     assert check_unique(clear, PuzzleChecks()).passed is True
     assert check_unique(clear, PuzzleChecks(min_q_gap=0.3)).passed is False  # the threshold is a parameter
     assert all(c.passed is not False for c in run_checks(clear, PuzzleChecks(engine=False)).values())
+
+
+def test_stockfish_is_asked_only_about_candidates_the_network_checks_pass() -> None:
+    tie = make_candidate(ITALIAN, [("g8f6", 50, 0.2, 0.3), ("f8c5", 50, 0.2, 0.3)], ["g8f6", "d2d3", "f8c5"])
+    clear = make_candidate(ITALIAN, [("g8f6", 700, 0.35, 0.3), ("f8c5", 100, 0.1, 0.3)], ["g8f6", "d2d3", "f8c5"])
+    assert needs_engine(clear, PuzzleChecks()) and not needs_engine(tie, PuzzleChecks())
+    assert needs_engine(tie, PuzzleChecks(engine_scope="all"))  # "all": every candidate gets a verdict
+    assert not needs_engine(clear, PuzzleChecks(engine=False))
+    assert "engine_scope 'passing'" in run_checks(tie, PuzzleChecks())["engine"].detail
+    with pytest.raises(ValueError, match="engine_scope"):
+        PuzzleChecks(engine_scope="some")
 
 
 def test_mate_in_one_only_move_and_recapture_are_trivial() -> None:

@@ -37,7 +37,7 @@ from alphazero_concepts.puzzles.candidates import (
     read_prototypes,
     solve,
 )
-from alphazero_concepts.puzzles.checks import PuzzleChecks
+from alphazero_concepts.puzzles.checks import PuzzleChecks, needs_engine
 from alphazero_concepts.puzzles.engine import EngineVerdict, StockfishAnalyser
 from alphazero_concepts.puzzles.export import write_text
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
@@ -219,10 +219,11 @@ def build_run(run: str | os.PathLike[str], teacher: nn.Module, *, teacher_id: st
         answers = {c.id: c.answer for c in candidates}
         verdicts = {k: v for k, v in verdicts.items()
                     if answers.get(k) == v.answer and v.depth == checks.engine_depth}
-        todo_c = [c for c in candidates if c.id not in verdicts]
-        resumed_verdicts = len(candidates) - len(todo_c)
+        asked = [c for c in candidates if needs_engine(c, checks)]
+        todo_c = [c for c in asked if c.id not in verdicts]
+        resumed_verdicts = len(asked) - len(todo_c)
         if progress:
-            progress("stockfish", resumed_verdicts, len(candidates))
+            progress("stockfish", resumed_verdicts, len(asked))
         if todo_c:
             with StockfishAnalyser(stockfish, checks.engine_depth) as analyser:
                 engine_name = analyser.name
@@ -231,7 +232,7 @@ def build_run(run: str | os.PathLike[str], teacher: nn.Module, *, teacher_id: st
                     verdicts[cand.id] = v
                     _append_jsonl(paths.engine, [{"id": cand.id, "verdict": v.to_dict()}])
                     if progress:
-                        progress("stockfish", resumed_verdicts + i + 1, len(candidates))
+                        progress("stockfish", resumed_verdicts + i + 1, len(asked))
         elif verdicts:
             engine_name = next(iter(verdicts.values())).engine
 

@@ -16,6 +16,9 @@ all configured by `PuzzleChecks`:
 * ``engine`` (optional, `engine`): Stockfish at `engine_depth`: the answer loses ≤ `max_cp_loss` centipawns
   against Stockfish's best. Where Stockfish prefers another move, `engine_disagrees` is set on the puzzle (never
   hidden); with ``on_disagree="reject"`` such puzzles are rejected, with ``"flag"`` (default) they are kept.
+  `engine_scope`: "passing" (default) asks Stockfish only about candidates that pass the network's own checks
+  (unique, line, trivial; the engine cannot rescue one they reject, and most candidates fail them), "all" about
+  every candidate (the build report then has the engine's numbers for the rejected ones too).
 * ``human``: `human_policy_prob`, the probability that a human-trained model (default: the supervised kick-start
   checkpoint) plays the answer, is recorded; with `max_human_policy_prob` set, answers humans play at least that
   often are rejected (too easy to be "machine" knowledge).
@@ -52,6 +55,7 @@ __all__ = [
     "check_trivial",
     "check_unique",
     "human_policy_probs",
+    "needs_engine",
     "run_checks",
     "trivial_reasons",
 ]
@@ -59,6 +63,7 @@ __all__ = [
 CHECK_NAMES = ("unique", "only_move", "line", "trivial", "engine", "human")
 TRIVIAL_RULES = ("only_legal_move", "mate_in_one", "recapture")
 DISAGREE_ACTIONS = ("flag", "reject")
+ENGINE_SCOPES = ("passing", "all")
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class PuzzleChecks(DictConfig):
     engine_depth: int = 16
     max_cp_loss: int = 150
     on_disagree: str = "flag"
+    engine_scope: str = "passing"
     max_human_policy_prob: float | None = None
     min_puzzles_per_concept: int = 4
     min_puzzles_per_split: int = 0
@@ -85,6 +91,8 @@ class PuzzleChecks(DictConfig):
         unknown = [r for r in self.trivial if r not in TRIVIAL_RULES]
         if unknown:
             raise ValueError(f"unknown trivial rules {unknown}; known: {', '.join(TRIVIAL_RULES)}")
+        if self.engine_scope not in ENGINE_SCOPES:
+            raise ValueError(f"engine_scope must be 'passing' or 'all', got {self.engine_scope!r}")
         if self.on_disagree not in DISAGREE_ACTIONS:
             raise ValueError(f"on_disagree must be 'flag' or 'reject', got {self.on_disagree!r}")
         if self.only_move_rule and not self.engine:
@@ -213,7 +221,9 @@ def check_engine(verdict: EngineVerdict | None, config: PuzzleChecks) -> CheckRe
     if not config.engine:
         return _not_run("engine", "disabled (--no-engine)")
     if verdict is None:
-        return _not_run("engine", "no engine verdict")
+        return _not_run("engine", "no engine verdict" + (" (engine_scope 'passing': Stockfish is asked only about "
+                                                         "candidates the network's checks pass)"
+                                                         if config.engine_scope == "passing" else ""))
     loss = verdict.cp_loss
     problems = []
     if loss > config.max_cp_loss:
@@ -240,6 +250,17 @@ def check_human(prob: float | None, config: PuzzleChecks) -> CheckResult:
     if not ok:
         detail += f" ≥ {limit} (too human to teach)"
     return CheckResult("human", ok, prob, limit, detail)
+
+
+def needs_engine(candidate: Candidate, config: PuzzleChecks) -> bool:
+    """Whether the build asks Stockfish about `candidate`: under `engine_scope` "passing", only when the
+    network-side checks (unique, line, trivial) do not already reject it."""
+    if not config.engine:
+        return False
+    if config.engine_scope == "all":
+        return True
+    return all(r.passed is not False for r in (check_unique(candidate, config), check_line(candidate, config),
+                                               check_trivial(candidate, config)))
 
 
 def run_checks(candidate: Candidate, config: PuzzleChecks, verdict: EngineVerdict | None = None,

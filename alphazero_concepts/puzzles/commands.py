@@ -100,6 +100,8 @@ def build(
                                                          "Stockfish's best [150]")] = None,
     on_disagree: Annotated[str | None, typer.Option(help="When Stockfish prefers another move: flag | reject "
                                                          "[flag]")] = None,
+    engine_scope: Annotated[str | None, typer.Option(help="Ask Stockfish about: passing (candidates the "
+                                                          "network's checks pass) | all [passing]")] = None,
     only_move: Annotated[bool | None, typer.Option("--only-move/--no-only-move", help="Lichess only-move rule "
                                                                                       "on Stockfish's lines")] = None,
     min_visit_share: Annotated[float | None, typer.Option(help="Answer's visit share ≥ this [0.5]")] = None,
@@ -126,6 +128,7 @@ def build(
 
     checks = _checks(config, {"engine": False if no_engine else None, "engine_depth": stockfish_depth,
                               "max_cp_loss": max_cp_loss, "on_disagree": on_disagree, "only_move_rule": only_move,
+                              "engine_scope": engine_scope,
                               "min_visit_share": min_visit_share, "min_q_gap": min_q_gap,
                               "min_line_plies": min_line_plies, "min_puzzles_per_concept": min_per_concept})
     if checks.engine:
