@@ -45,6 +45,18 @@ def test_static_concept_satisfies_its_constraints_and_is_sparse() -> None:
     assert sol.sparsity > 0.4
 
 
+def test_sampled_pairs_are_distinct_and_use_every_example_evenly() -> None:
+    rng = np.random.default_rng(0)
+    i, j = sample_pairs(300, 120, 600, rng)
+    assert len(i) == 600 and len(set(zip(i.tolist(), j.tolist(), strict=True))) == 600
+    assert np.bincount(i, minlength=300).min() >= 1 and np.bincount(i, minlength=300).max() <= 3
+    assert np.bincount(j, minlength=120).min() >= 4 and np.bincount(j, minlength=120).max() <= 6
+    i, j = sample_pairs(4, 3, 100, rng)  # fewer pairs than asked for: all of them
+    assert len(i) == 12 and len(set(zip(i.tolist(), j.tolist(), strict=True))) == 12
+    with pytest.raises(MiningError, match="at least one"):
+        sample_pairs(0, 3, 10, rng)
+
+
 def test_static_concept_recovers_a_planted_direction() -> None:
     zp, zn, w = planted(seed=3)
     miner = ConceptMiner(pairs=200, seed=0).fit(zp, zn)
