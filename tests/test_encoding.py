@@ -414,3 +414,16 @@ def test_repetition_planes_agree_with_python_chess_along_a_game(fen: str) -> Non
             np.testing.assert_array_equal(arrays.bitboards[i, s], arrays.bitboards[i - s, 0])
     from_game = arrays_to_planes(game_to_arrays(chess.Board(fen), list(game.move_stack)))
     np.testing.assert_array_equal(from_game, encode(boards[:-1]))
+
+
+def test_fast_fen_equals_python_chess_fen_on_every_sample_position() -> None:
+    from alphazero_concepts.chess.positions import fast_fen
+
+    boards = sample_positions()
+    assert all(fast_fen(b) == b.fen() for b in boards)
+    assert any(b.ep_square is not None and not b.has_legal_en_passant() for b in boards)  # "-" written there
+    assert any(b.has_legal_en_passant() for b in boards)
+    partial = chess.Board("r3k2r/8/8/8/8/8/8/R3K2R w Kq - 3 20")
+    assert fast_fen(partial) == partial.fen() == "r3k2r/8/8/8/8/8/8/R3K2R w Kq - 3 20"
+    shuffled = chess.Board.from_chess960_pos(518 - 1)  # Chess960 castling: python-chess's own fen
+    assert fast_fen(shuffled) == shuffled.fen()

@@ -48,6 +48,7 @@ __all__ = [
     "InputError",
     "Position",
     "ReadReport",
+    "fast_fen",
     "read_epd",
     "read_fens",
     "read_lichess_puzzles",
@@ -139,6 +140,35 @@ class _FrozenMeta(Mapping[str, str]):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self._data,))
+
+
+_SYMBOLS = [(pt, color, chess.Piece(pt, color).symbol()) for color in chess.COLORS for pt in chess.PIECE_TYPES]
+_STANDARD_CASTLING = {chess.H1: "K", chess.A1: "Q", chess.H8: "k", chess.A8: "q"}
+
+
+def fast_fen(board: chess.Board) -> str:
+    """``board.fen()`` (python-chess's defaults: X-FEN castling, en passant square only when a legal capture
+    exists), about three times faster: for hot loops that write many positions (the activation index).
+
+    Falls back to ``board.fen()`` for chess variants and non-standard castling rights (Chess960).
+    """
+    if type(board) is not chess.Board or board.chess960:
+        return board.fen()
+    cells = ["."] * 64
+    for pt, color, symbol in _SYMBOLS:
+        for square in chess.scan_forward(board.pieces_mask(pt, color)):
+            cells[square ^ 56] = symbol  # a8 first, as FEN reads
+    placement = "/".join(["".join(cells[i:i + 8]) for i in range(0, 64, 8)])
+    for run in range(8, 0, -1):  # longest runs of empty squares first
+        placement = placement.replace("." * run, str(run))
+    rights = board.clean_castling_rights()
+    if rights & ~chess.BB_CORNERS:
+        return board.fen()
+    castling = "".join(c for sq, c in _STANDARD_CASTLING.items() if rights & chess.BB_SQUARES[sq]) or "-"
+    ep = chess.SQUARE_NAMES[board.ep_square] if board.ep_square is not None and board.has_legal_en_passant() \
+        else "-"
+    return (f"{placement} {'w' if board.turn == chess.WHITE else 'b'} {castling} {ep} "
+            f"{board.halfmove_clock} {board.fullmove_number}")
 
 
 @dataclass(frozen=True)

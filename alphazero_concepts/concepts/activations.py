@@ -8,8 +8,8 @@ Collection streams batches through `run_with_cache` and writes each batch's rows
 file (atomically), so memory does not grow with N and a killed collection resumes at the first unfinished batch
 without redoing finished rows. Rows written to the memory map are in the page cache at once (a killed process
 loses none of them); they are synced to disk every `SYNC_EVERY_S` seconds and at the end. The index is written by
-a background thread while the first batches run through the network (FEN strings are slow to make), into a
-temporary file renamed into place when complete; a resumed collection rewrites a missing index.
+a background thread while the first batches run through the network (FEN strings are slow to make, even with
+`fast_fen`), into a temporary file renamed into place when complete; a resumed collection rewrites a missing index.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import chess
 import numpy as np
 import torch
 
-from alphazero_concepts.chess.positions import Position
+from alphazero_concepts.chess.positions import Position, fast_fen
 from alphazero_concepts.nn.checkpoints import atomic_write_bytes
 from alphazero_concepts.nn.network import HookedNet
 
@@ -43,8 +43,8 @@ def _layer_file(directory: Path, layer: str) -> Path:
 
 def _position_record(p: Position | chess.Board) -> dict:
     if isinstance(p, chess.Board):
-        root = p.root()
-        rec = {"start_fen": root.fen(), "moves": [m.uci() for m in p.move_stack], "source": "", "fen": p.fen()}
+        rec = {"start_fen": fast_fen(p.root()), "moves": [m.uci() for m in p.move_stack], "source": "",
+               "fen": fast_fen(p)}
         turn = p.turn
     else:
         rec = {**p.to_dict(), "fen": p.fen}
