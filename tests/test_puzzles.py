@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -220,6 +221,38 @@ def test_stockfish_is_asked_only_about_candidates_the_network_checks_pass() -> N
     assert "engine_scope 'passing'" in run_checks(tie, PuzzleChecks())["engine"].detail
     with pytest.raises(ValueError, match="engine_scope"):
         PuzzleChecks(engine_scope="some")
+
+
+def test_shared_prototypes_go_to_the_concept_that_needs_them() -> None:
+    boards = positions_of(4, seed=11)
+    protos = [PrototypePosition(b.fen(), "train" if i % 2 == 0 else "test") for i, b in enumerate(boards)]
+    wide = concept("wide", tuple(protos))  # all four positions
+    narrow = concept("narrow", tuple(protos[:2]))  # two of them, shared with "wide"
+    planned, rejected = plan_positions([wide, narrow])
+    assert len(planned) == 4 and len(rejected) == 2  # each position searched once, under "wide"
+    cands = []
+    for pl in planned:
+        move = sorted(pl.position.board().legal_moves, key=lambda m: m.uci())[0]
+        probe = pl.position.board()
+        line = []
+        for _ in range(3):
+            line.append(sorted(probe.legal_moves, key=lambda m: m.uci())[0].uci())
+            probe.push_uci(line[-1])
+        assert line[0] == move.uci()
+        cands.append(candidate_from_result(pl, crafted(pl.position.board(), [(line[0], 90, 0.5, 0.5)], line),
+                                           SolveConfig()))
+    first = replace(NO_CHECKS, min_puzzles_per_concept=2, shared_positions="first")
+    book, report = make_book(cands, first, concepts=[wide, narrow], rejected=rejected)
+    assert [c["concept"] for c in book.concepts()] == ["wide"] and len(book.puzzles) == 4
+    assert report.left_out[0]["concept"] == "narrow"
+    balance = replace(first, shared_positions="balance")
+    book, report = make_book(cands, balance, concepts=[wide, narrow], rejected=rejected)
+    assert {c["concept"]: c["train"] + c["test"] for c in book.concepts()} == {"wide": 2, "narrow": 2}
+    assert not report.left_out and len({p.id for p in book.puzzles}) == 4
+    assert {p.candidate.fen for p in book.puzzles if p.candidate.concept == "narrow"} == {x.fen for x in protos[:2]}
+    assert all(p.id.startswith("narrow-") for p in book.puzzles if p.candidate.concept == "narrow")
+    dedupe = [r for r in report.rejected if r.reasons[0].startswith("dedupe")]
+    assert len(dedupe) == 2 and all(r.concept == "wide" and "given to narrow" in r.reasons[0] for r in dedupe)
 
 
 def test_mate_in_one_only_move_and_recapture_are_trivial() -> None:

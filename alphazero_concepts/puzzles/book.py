@@ -1,6 +1,7 @@
 """From checked candidates to a puzzle book: per-concept rules, ratings, labels, and the JSON with everything.
 
-`make_book` applies the checks (`checks.run_checks`) to every candidate, de-duplicates by position, leaves out
+`make_book` applies the checks (`checks.run_checks`) to every candidate, de-duplicates by position (a position
+shared by several concepts goes to one of them: `PuzzleChecks.shared_positions`), leaves out
 concepts with fewer than `min_puzzles_per_concept` puzzles (with the reason), estimates ratings (`rating.py`) and
 returns a `PuzzleBook` and a `BuildReport` (every rejected candidate with its reasons, every left-out concept).
 `make_puzzles` runs the whole stage in memory (plan → teacher search → Stockfish → human model → book) for the
@@ -31,7 +32,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,13 @@ from alphazero_concepts.puzzles.candidates import (
     Candidate,
     ConceptPrototypes,
     MoveStat,
+    PrototypePosition,
     Rejection,
     SolveConfig,
     concept_slug,
     plan_positions,
     position_key,
+    puzzle_id,
     solve,
 )
 from alphazero_concepts.puzzles.checks import CheckResult, PuzzleChecks, human_policy_probs, run_checks
@@ -249,6 +252,61 @@ def _rate(candidate: Candidate, human_prob: float | None) -> tuple[int, str]:
     return estimate_rating(candidate.answer_prior), "teacher_prior"
 
 
+def _share_positions(passed: Sequence[ConceptPuzzle], rejected: Sequence[Rejection],
+                     concepts: Sequence[ConceptPrototypes], min_n: int) -> tuple[list[ConceptPuzzle], list[Rejection]]:
+    """Give each passing position that several concepts share to one of them (`shared_positions` "balance").
+
+    Prototypes overlap (a position can be among the top-scoring ones of many concept vectors), and the plan
+    searched each position once, under the first concept listing it. Here the concepts with the fewest passing
+    positions choose first, each taking `min_n` free positions (the least shared first) when it can reach
+    `min_n`; every other position goes to the first concept listing it that reached `min_n` (else to the first).
+    The puzzle takes its new concept's id, labels, split and score; the other concepts get a "dedupe" rejection.
+    """
+    options: dict[str, list[tuple[int, ConceptPrototypes, PrototypePosition]]] = {
+        position_key(p.candidate.fen): [] for p in passed}
+    for ci, concept in enumerate(concepts):
+        listed: set[str] = set()
+        for pos in concept.positions:
+            key = position_key(pos.fen)
+            if key in options and key not in listed:
+                options[key].append((ci, concept, pos))
+                listed.add(key)
+    keys_of: dict[int, list[str]] = {}
+    for key, opts in options.items():
+        for ci, _, _ in opts:
+            keys_of.setdefault(ci, []).append(key)
+    owner: dict[str, int] = {}
+    for ci in sorted(keys_of, key=lambda c: (len(keys_of[c]), c)):
+        free = sorted((k for k in keys_of[ci] if k not in owner), key=lambda k: len(options[k]))
+        if len(free) >= min_n:
+            owner.update((k, ci) for k in free[:min_n])
+    reached = set(owner.values())
+    for key, opts in options.items():
+        if opts and key not in owner:
+            owner[key] = next((ci for ci, _, _ in opts if ci in reached), opts[0][0])
+    shared = {k for k, opts in options.items() if len(opts) > 1}
+    out_rejected = [r for r in rejected if not (r.reasons and r.reasons[0].startswith("dedupe")
+                                                 and position_key(r.fen) in shared)]
+    out: list[ConceptPuzzle] = []
+    for p in passed:
+        key = position_key(p.candidate.fen)
+        opts = options[key]
+        if not opts:  # a candidate of no input concept: left as it is
+            out.append(p)
+            continue
+        _, concept, pos = next(o for o in opts if o[0] == owner[key])
+        cand = replace(p.candidate, id=puzzle_id(concept.concept, key), concept=concept.concept, label=concept.label,
+                       layer=concept.layer, novelty=concept.novelty, teachability=concept.teachability,
+                       split=pos.split, score=pos.score)
+        out.append(replace(p, candidate=cand))
+        for ci, other, other_pos in opts:
+            if ci != owner[key]:
+                out_rejected.append(Rejection(puzzle_id(other.concept, key), other.concept, other_pos.fen,
+                                              other_pos.split, (f"dedupe: given to {concept.concept} (a prototype "
+                                                                f"of {len(opts)} concepts)",)))
+    return out, out_rejected
+
+
 def make_book(candidates: Sequence[Candidate], config: PuzzleChecks, *,
               verdicts: Mapping[str, EngineVerdict] | None = None, human_probs: Mapping[str, float] | None = None,
               concepts: Sequence[ConceptPrototypes] = (), rejected: Sequence[Rejection] = (),
@@ -280,6 +338,8 @@ def make_book(candidates: Sequence[Candidate], config: PuzzleChecks, *,
         else:
             report.rejected.append(_rejection(puzzle, puzzle.reasons))
     report.passed_checks = len(passed)
+    if config.shared_positions == "balance" and concepts:
+        passed, report.rejected = _share_positions(passed, report.rejected, concepts, config.min_puzzles_per_concept)
 
     order = [c.concept for c in concepts]
     labels = {c.concept: c.label for c in concepts}

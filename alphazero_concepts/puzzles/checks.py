@@ -24,7 +24,10 @@ all configured by `PuzzleChecks`:
   often are rejected (too easy to be "machine" knowledge).
 
 A check that did not run (no engine, no human model) is recorded with ``passed: null`` and rejects nothing.
-The per-concept rules (≥ `min_puzzles_per_concept` puzzles, deduplication) are applied by `book.select`.
+The per-concept rules (≥ `min_puzzles_per_concept` puzzles, deduplication) are applied by `book.make_book`.
+A position that is a prototype of several concepts becomes one puzzle: with `shared_positions` "balance"
+(default) it goes to the concept that needs it to reach `min_puzzles_per_concept` (concepts with the fewest
+passing positions choose first, taking the least shared ones), with "first" to the first concept that lists it.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ CHECK_NAMES = ("unique", "only_move", "line", "trivial", "engine", "human")
 TRIVIAL_RULES = ("only_legal_move", "mate_in_one", "recapture")
 DISAGREE_ACTIONS = ("flag", "reject")
 ENGINE_SCOPES = ("passing", "all")
+SHARED_POSITIONS = ("balance", "first")
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class PuzzleChecks(DictConfig):
     max_human_policy_prob: float | None = None
     min_puzzles_per_concept: int = 4
     min_puzzles_per_split: int = 0
+    shared_positions: str = "balance"
 
     def __post_init__(self) -> None:
         if not isinstance(self.trivial, tuple):
@@ -91,6 +96,8 @@ class PuzzleChecks(DictConfig):
         unknown = [r for r in self.trivial if r not in TRIVIAL_RULES]
         if unknown:
             raise ValueError(f"unknown trivial rules {unknown}; known: {', '.join(TRIVIAL_RULES)}")
+        if self.shared_positions not in SHARED_POSITIONS:
+            raise ValueError(f"shared_positions must be 'balance' or 'first', got {self.shared_positions!r}")
         if self.engine_scope not in ENGINE_SCOPES:
             raise ValueError(f"engine_scope must be 'passing' or 'all', got {self.engine_scope!r}")
         if self.on_disagree not in DISAGREE_ACTIONS:
