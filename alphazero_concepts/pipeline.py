@@ -62,6 +62,7 @@ ARTIFACTS: dict[str, tuple[str, ...]] = {
     "puzzles": ("puzzles",),
     "report": ("report.html", "static_concepts.json"),
 }
+NOVELTY_SCORES = ("novelty_basis", "novelty.jsonl", "figures/novelty_spectrum.png")
 KEPT_RULES = ("funnel", "teachable", "solved")
 PIPELINE_ORDERS = ("teachability-first", "novelty-first", "independent")
 ROLLOUT_CHUNK = 8  # roots searched together, saved together (the unit of resuming) in RUN/rollouts.partial/
@@ -370,8 +371,11 @@ def stage_status(run: str | Path, config: PipelineConfig, model_id: str) -> dict
 
 def _clear(run: Path, stage: str, config: PipelineConfig) -> None:
     artifacts = ARTIFACTS[stage]
-    if stage == "teachability" and config.filters.order == "novelty-first":  # it scores novelty first
-        artifacts = (*artifacts, *ARTIFACTS["novelty"])
+    if config.filters.order == "novelty-first":  # the teachability stage scores novelty first
+        if stage == "teachability":
+            artifacts = (*artifacts, *ARTIFACTS["novelty"])
+        elif stage == "novelty":  # keep the scores the teachability stage just made (its hash covers them)
+            artifacts = tuple(a for a in artifacts if a not in NOVELTY_SCORES)
     for rel in artifacts:
         path = run / rel
         if path.is_dir():

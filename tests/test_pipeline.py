@@ -136,22 +136,32 @@ def test_changed_config_reruns_the_stages_it_affects(base, tmp_path):
 
 
 @pytest.mark.integration
-def test_novelty_first_teaches_only_novel_concepts_and_keeps_the_same_set(base, tmp_path):
+def test_novelty_first_teaches_only_novel_concepts_and_keeps_the_same_set(base, tmp_path, monkeypatch):
+    import alphazero_concepts.filters.stages as filter_stages
     from alphazero_concepts.pipeline import kept_concepts
 
     _series, config, run, _ = base
     run = _copy(run, tmp_path)
     teach = _results(run / "teachability.jsonl")  # order "independent": every solved concept was taught
-    novelty = _results(run / "novelty.jsonl")
-    planted = sorted(novelty)[::2]  # plant a known novel set (a tiny random net has no novel concept of its own)
-    (run / "novelty.jsonl").write_text("".join(json.dumps({**r, "novel": k in planted}) + "\n"
-                                               for k, r in novelty.items()))
-    (run / "teachability.jsonl").unlink()
+    planted = sorted(_results(run / "novelty.jsonl"))[::2]  # a tiny random net has no novel concept of its own
+    real = filter_stages.novelty_stage
+    calls = []
+
+    def planted_novelty(run_dir, **kw):  # the real scoring, then a known novel set planted in its results
+        summary = real(run_dir, **kw)
+        calls.append(summary["scored_now"])
+        rows = _results(Path(run_dir) / "novelty.jsonl")
+        (Path(run_dir) / "novelty.jsonl").write_text("".join(json.dumps({**r, "novel": k in planted}) + "\n"
+                                                             for k, r in rows.items()))
+        return summary
+
+    monkeypatch.setattr(filter_stages, "novelty_stage", planted_novelty)
     funnel = dataclasses.replace(config.filters, kept_rule="funnel", order="novelty-first")
     novelty_first = dataclasses.replace(config, filters=funnel)
     assert stage_status(run, novelty_first, _model_id(run))["teachability"] == "stale"
     statuses = _statuses(run_pipeline(novelty_first, run, log=lambda s: None))
     assert [s for s in STAGES if statuses[s] == "done"] == ["teachability", "novelty", "puzzles", "report"]
+    assert calls[0] > 0 and calls[1:] == [0]  # scored once, in the teachability stage; the novelty stage reuses it
     taught = {k for k, r in _results(run / "teachability.jsonl").items() if r.get("kind") != "control"}
     assert planted and taught == set(planted)  # a student is trained only for the novel concepts
     assert kept_concepts(run, "funnel") == [k for k in planted if teach[k]["kept"]]  # as if both had scored all

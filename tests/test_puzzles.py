@@ -639,3 +639,49 @@ def test_cli_names_a_missing_stockfish(tmp_path: Path) -> None:
                                       "--stockfish", str(tmp_path / "no-stockfish")])
     output = " ".join(result.output.split())
     assert result.exit_code == 2 and "not found" in output and "--no-engine" in output
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The committed default sets (top-level puzzles/)
+
+PUZZLE_SETS = sorted((Path(__file__).resolve().parents[1] / "puzzles").glob("*/puzzles.json"))
+
+
+@pytest.mark.parametrize("path", PUZZLE_SETS, ids=lambda p: p.parent.name)
+def test_committed_puzzle_sets_are_sound_in_every_format(path: Path) -> None:
+    import chess.pgn
+
+    book = load_book(path)
+    data = json.loads(path.read_text())
+    cap = data["config"]["checks"]["max_cp_loss"]
+    for p in book.puzzles:
+        board = chess.Board(p.candidate.fen)
+        assert board.is_valid() and chess.Move.from_uci(p.candidate.answer) in board.legal_moves
+        for uci in p.candidate.line:  # the machine line replays from the puzzle position
+            board.push_uci(uci)
+        assert p.engine_disagrees is not None and p.human_policy_prob is not None
+        assert p.engine is not None and (p.engine.cp_loss or 0) <= cap
+    counts: dict[str, int] = {}
+    for p in book.puzzles:
+        counts[p.candidate.concept] = counts.get(p.candidate.concept, 0) + 1
+    assert min(counts.values()) >= data["config"]["checks"]["min_puzzles_per_concept"]
+    folder = path.parent
+    with open(folder / "puzzles.pgn") as fh:
+        games = list(iter(lambda: chess.pgn.read_game(fh), None))
+    assert [g.headers["PuzzleId"] for g in games] == [p.id for p in book.puzzles]
+    assert all(not g.errors and g.headers["FEN"] == p.candidate.fen for g, p in zip(games, book.puzzles, strict=True))
+    epd = [chess.Board.from_epd(line) for line in (folder / "puzzles.epd").read_text().splitlines() if line.strip()]
+    assert [ops["id"] for _, ops in epd] == [p.id for p in book.puzzles]
+    with open(folder / "puzzles.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["PuzzleId"] for r in rows] == [p.id for p in book.puzzles]
+    html = (folder / "booklet.html").read_text()
+    assert html.count("<svg") >= len(book.puzzles)
+
+
+def test_the_default_sets_hold_at_least_40_puzzles_from_8_concepts() -> None:
+    if not PUZZLE_SETS:
+        pytest.fail("no committed puzzle set under puzzles/")
+    books = [load_book(p) for p in PUZZLE_SETS]
+    assert sum(len(b.puzzles) for b in books) >= 40
+    assert len({(p.candidate.concept, b.name) for b in books for p in b.puzzles}) >= 8
