@@ -43,10 +43,16 @@ def _layer_file(directory: Path, layer: str) -> Path:
     return directory / f"{layer}.npy"
 
 
-def _position_record(p: Position | chess.Board) -> dict:
+def _position_record(p: Position | chess.Board, roots: dict[tuple, str] | None = None) -> dict:
+    """The index record of one position; `roots` caches start FENs across the records of one store."""
     if isinstance(p, chess.Board):
-        rec = {"start_fen": fast_fen(p.root()), "moves": [m.uci() for m in p.move_stack], "source": "",
-               "fen": fast_fen(p)}
+        root = p.root()
+        if roots is None:
+            start = fast_fen(root)
+        else:
+            key = _root_key(root)
+            start = roots.get(key) or roots.setdefault(key, fast_fen(root))
+        rec = {"start_fen": start, "moves": [m.uci() for m in p.move_stack], "source": "", "fen": fast_fen(p)}
         turn = p.turn
     else:
         rec = {**p.to_dict(), "fen": p.fen}
@@ -55,12 +61,25 @@ def _position_record(p: Position | chess.Board) -> dict:
     return rec
 
 
+def _root_key(board: chess.Board) -> tuple:
+    """Everything `fast_fen` reads of a board (a cache key: games of a store mostly share their start position)."""
+    return (board.pawns, board.knights, board.bishops, board.rooks, board.queens, board.kings, *board.occupied_co,
+            board.turn, board.castling_rights, board.ep_square, board.halfmove_clock, board.fullmove_number)
+
+
 def _write_index(path: Path, positions: Sequence[Position | chess.Board]) -> None:
-    """One JSON record per position, into a temporary file renamed to `path` when every record is written."""
+    """One JSON record per position, into a temporary file renamed to `path` when every record is written.
+
+    Runs beside the network loop: it gives up the GIL every few records (`time.sleep(0)`), so that the loop's
+    Python between operator calls does not wait for it (a thread holding the GIL keeps it up to 5 ms).
+    """
     tmp = path.with_suffix(".jsonl.tmp")
+    roots: dict[tuple, str] = {}
     with open(tmp, "w") as fh:
-        for p in positions:
-            fh.write(json.dumps(_position_record(p)) + "\n")
+        for i, p in enumerate(positions):
+            fh.write(json.dumps(_position_record(p, roots)) + "\n")
+            if i % 8 == 7:
+                time.sleep(0)
     tmp.replace(path)
 
 
