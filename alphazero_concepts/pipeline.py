@@ -745,9 +745,9 @@ def write_prototypes(ctx: Context) -> list[str]:
         by_layer: dict[str, list[str]] = {}
         for cid in kept:
             by_layer.setdefault(concepts[cid].layer, []).append(cid)
-        scores = pool_scores(pool, {layer: np.stack([concepts[c].vector for c in ids])
-                                    for layer, ids in by_layer.items()})
         tc = ctx.config.teachability
+        scores = pool_scores(pool, {layer: np.stack([concepts[c].vector for c in ids])
+                                    for layer, ids in by_layer.items()}, score=tc.score)
         for layer, ids in by_layer.items():
             for j, cid in enumerate(ids):
                 s = scores[layer][:, j]

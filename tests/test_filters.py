@@ -39,6 +39,7 @@ from alphazero_concepts.filters.teachability import (
     Pool,
     TeachConfig,
     bootstrap_diff_ci,
+    pool_scores,
     random_sparse_vector,
     rollout_prototypes,
     select_student,
@@ -305,6 +306,23 @@ def test_exact_dynamic_rule_keeps_candidates_whose_rollouts_satisfy_the_constrai
         satisfied.append((int(r), ok))
     expected = [r for r, ok in satisfied if ok][:target]  # in score order, up to the prototype count
     assert list(rows) == expected
+
+
+@pytest.mark.unit
+def test_cosine_scores_divide_by_the_activation_norm(sample, student) -> None:
+    from alphazero_concepts.concepts.activations import latents
+
+    small = sample.subset(np.arange(40))
+    pool = Pool(small, student, [])
+    z = latents(student, [small.board(i) for i in range(len(small))], "block0")
+    v = np.random.default_rng(0).standard_normal((2, z.shape[1]))
+    dot = pool_scores(pool, {"block0": v})["block0"]
+    cos = pool_scores(pool, {"block0": v}, score="cosine")["block0"]
+    np.testing.assert_allclose(dot, z @ v.T, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(cos, (z @ v.T) / np.linalg.norm(z, axis=1, keepdims=True), rtol=1e-3, atol=1e-4)
+    assert np.all(np.abs(cos) <= np.linalg.norm(v, axis=1) + 1e-4)  # Cauchy–Schwarz: no norm advantage left
+    with pytest.raises(ValueError, match="score"):
+        TeachConfig(score="l2")
 
 
 @pytest.mark.unit

@@ -304,7 +304,8 @@ def teachability_stage(run: str | Path, teacher: HookedNet, students: Sequence[t
         for c in group:
             by_layer.setdefault(c.layer, []).append(c)
         log(f"scoring {len(group)} vectors over the pool ({len(sample)} positions) …")
-        scores = pool_scores(pool, {layer: np.stack([c.vector for c in cs]) for layer, cs in by_layer.items()})
+        scores = pool_scores(pool, {layer: np.stack([c.vector for c in cs]) for layer, cs in by_layer.items()},
+                             score=config.score)
         for layer, cs in by_layer.items():
             for j, c in enumerate(cs):
                 s = scores[layer][:, j]

@@ -69,6 +69,7 @@ class TeachConfig(DictConfig):
     min_prototypes: int = 10
     random_test_min: int = 100
     prototype_rule: str = "top"
+    score: str = "dot"  # prototypes ranked by v·z ("dot", the paper's) or by v·z / ‖z‖ ("cosine")
     rollout_candidates: int = 4
     rollout_length: int = 5
     rollout_simulations: int = 64
@@ -84,6 +85,8 @@ class TeachConfig(DictConfig):
             raise ValueError(f"TeachConfig.test_fraction must be in (0, 1), got {self.test_fraction}")
         if self.prototype_rule not in ("top", "rollouts"):
             raise ValueError(f"TeachConfig.prototype_rule must be 'top' or 'rollouts', got {self.prototype_rule!r}")
+        if self.score not in ("dot", "cosine"):
+            raise ValueError(f"TeachConfig.score must be 'dot' or 'cosine', got {self.score!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("TeachConfig.epochs and batch_size must be ≥ 1 and lr > 0")
         if not 0 < self.ci < 1:
@@ -422,9 +425,12 @@ def teach_rows(pool: Pool, prototypes: np.ndarray, config: TeachConfig, *, conce
 # Scores over the pool, and the exact (rollout) prototype rule for dynamic concepts
 
 
-def pool_scores(pool: Pool, vectors: dict[str, np.ndarray], batch_size: int = 512) -> dict[str, np.ndarray]:
+def pool_scores(pool: Pool, vectors: dict[str, np.ndarray], batch_size: int = 512, *, score: str = "dot"
+                ) -> dict[str, np.ndarray]:
     """v · z_l over the whole pool for vectors grouped by layer ({layer: (m, d)} → {layer: (N, m)}).
 
+    `score="cosine"` divides by ‖z_l‖: the ranking then no longer favours positions whose activations are large
+    in every direction (with "dot", the top positions of many different vectors are the same high-norm ones).
     One teacher pass computes every layer at once; the teacher's top-1 moves are recorded on the way.
     """
     layers = list(vectors)
@@ -434,7 +440,10 @@ def pool_scores(pool: Pool, vectors: dict[str, np.ndarray], batch_size: int = 51
     for chunk, logits, acts in forward(pool.teacher, pool.sample, layers, batch_size=batch_size):
         pool.set_top1("teacher", chunk, legal_argmax(logits, [pool.legal[i] for i in chunk]))
         for name in layers:
-            out[name].append(acts[name] @ mats[name])
+            dots = acts[name] @ mats[name]
+            if score == "cosine":
+                dots = dots / np.maximum(np.linalg.norm(acts[name], axis=1, keepdims=True), 1e-12)
+            out[name].append(dots)
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
 
