@@ -145,6 +145,7 @@ def teachability_cmd(
     top_fraction: Annotated[float, typer.Option(help="Prototypes: top share of the pool by v·z")] = 0.025,
     prototype_rule: Annotated[str, typer.Option(help="top (v·z for every concept) or rollouts (exact rule for "
                                                      "dynamic concepts; costly)")] = "top",
+    score: Annotated[str, typer.Option(help="Rank the pool by dot (v·z, the paper's) or cosine (v·z / ‖z‖)")] = "dot",
     epochs: Annotated[int, typer.Option()] = 5,
     lr: Annotated[float, typer.Option()] = 1e-4,
     batch_size: Annotated[int, typer.Option()] = 32,
@@ -175,8 +176,9 @@ def teachability_cmd(
     try:
         students = series_students(resolve_series(spec), meta, device)
         config = TeachConfig(pool_size=pool_size, top_fraction=top_fraction, prototype_rule=prototype_rule,
-                             epochs=epochs, lr=lr, batch_size=batch_size, max_student_agreement=max_agreement,
-                             threshold=threshold, random_controls=controls, seed=seed)
+                             score=score, epochs=epochs, lr=lr, batch_size=batch_size,
+                             max_student_agreement=max_agreement, threshold=threshold, random_controls=controls,
+                             seed=seed)
         with _progress("teachability") as progress:
             task = progress.add_task("teachability", total=None)
             summary = teachability_stage(run, teacher, students, config, teacher_meta=meta, pool_file=pool,
