@@ -6,6 +6,7 @@ the design buys (vectorised encoding, batched network calls, batched search) ind
 
 from __future__ import annotations
 
+import itertools
 import platform
 import random
 import time
@@ -152,7 +153,7 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
         return len(coll_boards)
 
     with tempfile.TemporaryDirectory() as tmp:
-        stores = iter(range(1 << 30))
+        stores = itertools.count()
 
         def collection() -> int:  # a new store each call: created, filled, synced to disk (deleted untimed)
             collect(net, coll_boards, layers, f"{tmp}/store{next(stores)}", batch_size=config.batch)

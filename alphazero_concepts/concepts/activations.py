@@ -46,12 +46,10 @@ def _layer_file(directory: Path, layer: str) -> Path:
 def _position_record(p: Position | chess.Board, roots: dict[tuple, str] | None = None) -> dict:
     """The index record of one position; `roots` caches start FENs across the records of one store."""
     if isinstance(p, chess.Board):
+        roots = {} if roots is None else roots
         root = p.root()
-        if roots is None:
-            start = fast_fen(root)
-        else:
-            key = _root_key(root)
-            start = roots.get(key) or roots.setdefault(key, fast_fen(root))
+        key = _root_key(root)
+        start = roots.get(key) or roots.setdefault(key, fast_fen(root))
         rec = {"start_fen": start, "moves": [m.uci() for m in p.move_stack], "source": "", "fen": fast_fen(p)}
         turn = p.turn
     else:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from alphazero_concepts.chess.positions import Position
-from alphazero_concepts.concepts.activations import INDEX, PROGRESS, ActivationStore, StoreError, _position_record
+from alphazero_concepts.concepts.activations import INDEX, PROGRESS, ActivationStore, StoreError, _write_index
 from alphazero_concepts.concepts.mining import mine_rollout
 from alphazero_concepts.distributed.backend import (
     Backend,
@@ -381,9 +381,7 @@ def collect_activations(backend: Backend, positions: Sequence[Position | chess.B
     report = backend.map_shards(activation_shard, [Shard(i, p) for i, p in zip(ids, payloads, strict=True)],
                                 writer=store, context=CollectContext(net, tuple(layers), config.batch_size),
                                 progress=progress)
-    with open(out / INDEX, "w") as fh:
-        for p in positions:
-            fh.write(json.dumps(_position_record(p)) + "\n")
+    _write_index(out / INDEX, positions)
     arrays: dict[str, np.ndarray] = {}
     dims: dict[str, int] = {}
     row = 0

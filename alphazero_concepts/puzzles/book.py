@@ -295,10 +295,7 @@ def _share_positions(passed: Sequence[ConceptPuzzle], rejected: Sequence[Rejecti
             out.append(p)
             continue
         _, concept, pos = next(o for o in opts if o[0] == owner[key])
-        cand = replace(p.candidate, id=puzzle_id(concept.concept, key), concept=concept.concept, label=concept.label,
-                       layer=concept.layer, novelty=concept.novelty, teachability=concept.teachability,
-                       split=pos.split, score=pos.score)
-        out.append(replace(p, candidate=cand))
+        out.append(replace(p, candidate=p.candidate.under(concept, pos, id=puzzle_id(concept.concept, key))))
         for ci, other, other_pos in opts:
             if ci != owner[key]:
                 out_rejected.append(Rejection(puzzle_id(other.concept, key), other.concept, other_pos.fen,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,6 @@ from alphazero_concepts.chess.positions import ReadReport
 from alphazero_concepts.puzzles.book import BuildReport, PuzzleBook, human_probs_for, make_book
 from alphazero_concepts.puzzles.candidates import (
     Candidate,
-    PlannedPosition,
     SolveConfig,
     plan_positions,
     read_prototypes,
@@ -206,7 +205,7 @@ def build_run(run: str | os.PathLike[str], teacher: nn.Module, *, teacher_id: st
     candidates = [cached[p.id] for p in planned]
     # the cached record holds the concept as it was searched; refresh the labels and scores from the input
     by_id = {p.id: p for p in planned}
-    candidates = [_refresh(c, by_id[c.id]) for c in candidates]
+    candidates = [c.under(by_id[c.id].concept, by_id[c.id].position) for c in candidates]
 
     # 2. Stockfish, resuming from engine.jsonl
     verdicts: dict[str, EngineVerdict] = {}
@@ -259,9 +258,3 @@ def build_run(run: str | os.PathLike[str], teacher: nn.Module, *, teacher_id: st
     else:
         paths.puzzles.unlink(missing_ok=True)
     return BuildResult(book if book.puzzles else None, report, read, paths, resumed, resumed_verdicts)
-
-
-def _refresh(cand: Candidate, planned: PlannedPosition) -> Candidate:
-    c = planned.concept
-    return replace(cand, concept=c.concept, label=c.label, layer=c.layer, novelty=c.novelty,
-                   teachability=c.teachability, split=planned.position.split, score=planned.position.score)

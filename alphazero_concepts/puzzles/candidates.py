@@ -41,7 +41,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +401,12 @@ class Candidate:
     prev_fen: str | None = None
     last_move: str | None = None
     score: float | None = None
+
+    def under(self, concept: ConceptPrototypes, position: PrototypePosition, id: str | None = None) -> Candidate:
+        """This solved position as a puzzle of `concept`: its labels and scores, the position's split and score."""
+        return replace(self, id=self.id if id is None else id, concept=concept.concept, label=concept.label,
+                       layer=concept.layer, novelty=concept.novelty, teachability=concept.teachability,
+                       split=position.split, score=position.score)
 
     def board(self) -> chess.Board:
         """The puzzle position (no history)."""
