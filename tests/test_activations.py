@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import chess
 import numpy as np
 import pytest
 import torch
@@ -40,6 +41,27 @@ def test_round_trip_matches_run_with_cache(net: AZNet, tmp_path: Path) -> None:
     index = store.index()
     assert [r["fen"] for r in index] == [b.fen() for b in boards]
     assert index[0]["moves"] == [m.uci() for m in boards[0].move_stack]
+
+
+def test_index_records_every_position_as_python_chess_sees_it(net: AZNet, tmp_path: Path) -> None:
+    from alphazero_concepts.chess.positions import Position
+
+    promotion = chess.Board("8/P7/8/8/8/8/8/k6K w - - 0 1")
+    promotion.push_uci("a7a8q")
+    null = chess.Board()
+    null.push_uci("e2e4")
+    null.push(chess.Move.null())
+    from_960 = chess.Board.from_chess960_pos(100)
+    from_960.push(next(iter(from_960.legal_moves)))
+    boards = [*random_boards(9, seed=3), promotion, null, from_960, chess.Board()]
+    position = Position("rnbqkbnr/pppppppp/8/8/8/8/PPPPPPPP/RNBQKBNR w KQkq - 0 1", ("g1f3",), source="g.pgn",
+                        game=4, ply=1, line=12, meta={"White": 'A "quoted" name'})
+    store = collect(net, [*boards, position], ["block0"], tmp_path / "acts", batch_size=4)
+    records = store.index()
+    expected = [{"start_fen": b.root().fen(), "moves": [m.uci() for m in b.move_stack], "source": "",
+                 "fen": b.fen(), "turn": "w" if b.turn else "b"} for b in boards]
+    assert records[: len(boards)] == expected
+    assert records[-1] == {**position.to_dict(), "fen": position.fen, "turn": "b"}
 
 
 def test_interrupted_collection_resumes_without_redoing_rows(net: AZNet, tmp_path: Path) -> None:

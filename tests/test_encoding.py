@@ -427,3 +427,14 @@ def test_fast_fen_equals_python_chess_fen_on_every_sample_position() -> None:
     assert fast_fen(partial) == partial.fen() == "r3k2r/8/8/8/8/8/8/R3K2R w Kq - 3 20"
     shuffled = chess.Board.from_chess960_pos(518 - 1)  # Chess960 castling: python-chess's own fen
     assert fast_fen(shuffled) == shuffled.fen()
+
+
+def test_fast_fens_of_a_mixed_batch_equal_python_chess_fen() -> None:
+    from alphazero_concepts.chess.positions import fast_fens
+
+    boards = list(sample_positions())
+    boards.insert(3, chess.Board.from_chess960_pos(100))  # falls back to python-chess inside a batch
+    boards.insert(5, chess.Board("8/8/8/8/8/8/8/k6K w - - 0 1"))  # seven empty squares in a row, bare kings
+    boards.append(chess.Board(None))  # empty board: eight empty ranks
+    assert fast_fens(boards) == [b.fen() for b in boards]
+    assert fast_fens([]) == []

@@ -34,7 +34,7 @@ import csv
 import functools
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -42,6 +42,7 @@ from typing import IO, Any, TypeVar
 
 import chess
 import chess.pgn
+import numpy as np
 
 __all__ = [
     "GameRecord",
@@ -49,6 +50,7 @@ __all__ = [
     "Position",
     "ReadReport",
     "fast_fen",
+    "fast_fens",
     "read_epd",
     "read_fens",
     "read_lichess_puzzles",
@@ -142,33 +144,68 @@ class _FrozenMeta(Mapping[str, str]):
         return (type(self), (self._data,))
 
 
-_SYMBOLS = [(pt, color, chess.Piece(pt, color).symbol()) for color in chess.COLORS for pt in chess.PIECE_TYPES]
 _STANDARD_CASTLING = {chess.H1: "K", chess.A1: "Q", chess.H8: "k", chess.A8: "q"}
+# piece symbols as bytes, in the order of the bitboards `_piece_masks` reads (White's six kinds, then Black's)
+_SYMBOL_CODES = np.frombuffer(b"PNBRQKpnbrqk", dtype=np.uint8)
+_FEN_SQUARES = np.arange(64) ^ 56  # FEN reads a8..h8, a7..h7, …: square index of each FEN cell
+_BIT_OF_SQUARE = np.uint64(1) << np.arange(64, dtype=np.uint64)
+
+
+class _RankFen(dict):
+    """FEN of one rank, keyed by its 8 cell bytes ('.' for empty) read as one integer; filled on first use."""
+
+    def __missing__(self, key: int) -> str:
+        cells = key.to_bytes(8, "little").decode("ascii")
+        for run in range(8, 0, -1):  # longest runs of empty squares first
+            cells = cells.replace("." * run, str(run))
+        self[key] = cells
+        return cells
+
+
+_RANK_FEN = _RankFen()
+
+
+def fast_fens(boards: Sequence[chess.Board]) -> list[str]:
+    """``[b.fen() for b in boards]`` (python-chess's defaults: X-FEN castling, en passant square only when a legal
+    capture exists), several times faster: for hot loops that write many positions (the activation index).
+
+    The piece placement of the whole batch is built at once with numpy (one byte per square from the twelve
+    piece bitboards); ranks are compressed through a cache, as the same ranks recur across positions. Falls back
+    to ``board.fen()`` for chess variants and non-standard castling rights (Chess960).
+    """
+    n = len(boards)
+    if n == 0:
+        return []
+    raw = np.fromiter((m for b in boards for m in _raw_masks(b)), dtype=np.uint64, count=8 * n).reshape(n, 8)
+    masks = np.concatenate([raw[:, :6] & raw[:, 6:7], raw[:, :6] & raw[:, 7:8]], axis=1)  # White's kinds, Black's
+    bits = (masks[:, :, None] & _BIT_OF_SQUARE[_FEN_SQUARES]) != 0  # (n, 12, 64), cells in FEN order
+    cells = np.where(bits.any(axis=1), _SYMBOL_CODES[bits.argmax(axis=1)], ord(".")).astype(np.uint8)
+    ranks = cells.view("<u8").tolist()  # (n, 8): each rank's 8 bytes as one integer
+    rank_fen = _RANK_FEN.__getitem__
+    fens = []
+    for k, board in enumerate(boards):
+        rights = board.clean_castling_rights()
+        if type(board) is not chess.Board or board.chess960 or rights & ~chess.BB_CORNERS:
+            fens.append(board.fen())
+            continue
+        placement = "/".join(map(rank_fen, ranks[k]))
+        castling = "".join(c for sq, c in _STANDARD_CASTLING.items() if rights & chess.BB_SQUARES[sq]) or "-"
+        ep = chess.SQUARE_NAMES[board.ep_square] if board.ep_square is not None and board.has_legal_en_passant() \
+            else "-"
+        fens.append(f"{placement} {'w' if board.turn == chess.WHITE else 'b'} {castling} {ep} "
+                    f"{board.halfmove_clock} {board.fullmove_number}")
+    return fens
+
+
+def _raw_masks(board: chess.Board) -> tuple[int, ...]:
+    """The six piece-kind bitboards, then White's and Black's occupancy (`occupied_co` is indexed Black, White)."""
+    black, white = board.occupied_co
+    return (board.pawns, board.knights, board.bishops, board.rooks, board.queens, board.kings, white, black)
 
 
 def fast_fen(board: chess.Board) -> str:
-    """``board.fen()`` (python-chess's defaults: X-FEN castling, en passant square only when a legal capture
-    exists), about three times faster: for hot loops that write many positions (the activation index).
-
-    Falls back to ``board.fen()`` for chess variants and non-standard castling rights (Chess960).
-    """
-    if type(board) is not chess.Board or board.chess960:
-        return board.fen()
-    cells = ["."] * 64
-    for pt, color, symbol in _SYMBOLS:
-        for square in chess.scan_forward(board.pieces_mask(pt, color)):
-            cells[square ^ 56] = symbol  # a8 first, as FEN reads
-    placement = "/".join(["".join(cells[i:i + 8]) for i in range(0, 64, 8)])
-    for run in range(8, 0, -1):  # longest runs of empty squares first
-        placement = placement.replace("." * run, str(run))
-    rights = board.clean_castling_rights()
-    if rights & ~chess.BB_CORNERS:
-        return board.fen()
-    castling = "".join(c for sq, c in _STANDARD_CASTLING.items() if rights & chess.BB_SQUARES[sq]) or "-"
-    ep = chess.SQUARE_NAMES[board.ep_square] if board.ep_square is not None and board.has_legal_en_passant() \
-        else "-"
-    return (f"{placement} {'w' if board.turn == chess.WHITE else 'b'} {castling} {ep} "
-            f"{board.halfmove_clock} {board.fullmove_number}")
+    """``board.fen()`` through `fast_fens` (one board; batches are where the speed is)."""
+    return fast_fens([board])[0]
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ without redoing finished rows. Rows written to the memory map are in the page ca
 loses none of them); they are synced to disk every `SYNC_EVERY_S` seconds and at the end, each time before a
 progress file that is itself forced to disk (in between, the progress file is replaced atomically but not forced:
 an fsync per batch cost as much as a tenth of the batch's forward pass). The index is written by
-a background thread while the first batches run through the network (FEN strings are slow to make, even with
-`fast_fen`), into a temporary file renamed into place when complete; a resumed collection rewrites a missing index.
+a background thread while the first batches run through the network (FEN strings are slow to make: `fast_fens`
+builds a chunk's at once), into a temporary file renamed into place when complete; a resumed collection rewrites
+a missing index.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import chess
 import numpy as np
 import torch
 
-from alphazero_concepts.chess.positions import Position, fast_fen
+from alphazero_concepts.chess.positions import Position, fast_fen, fast_fens
 from alphazero_concepts.nn.checkpoints import atomic_write_bytes
 from alphazero_concepts.nn.network import HookedNet
 
@@ -43,41 +44,58 @@ def _layer_file(directory: Path, layer: str) -> Path:
     return directory / f"{layer}.npy"
 
 
-def _position_record(p: Position | chess.Board, roots: dict[tuple, str] | None = None) -> dict:
-    """The index record of one position; `roots` caches start FENs across the records of one store."""
-    if isinstance(p, chess.Board):
-        roots = {} if roots is None else roots
-        root = p.root()
-        key = _root_key(root)
-        start = roots.get(key) or roots.setdefault(key, fast_fen(root))
-        rec = {"start_fen": start, "moves": [m.uci() for m in p.move_stack], "source": "", "fen": fast_fen(p)}
-        turn = p.turn
-    else:
-        rec = {**p.to_dict(), "fen": p.fen}
-        turn = chess.Board(p.fen).turn
-    rec["turn"] = "w" if turn == chess.WHITE else "b"
-    return rec
+_UCI_FROM_TO = [a + b for a in chess.SQUARE_NAMES for b in chess.SQUARE_NAMES]  # index from * 64 + to
+INDEX_CHUNK = 64  # records made together (their FENs in one numpy pass); the GIL is given up between chunks
 
 
-def _root_key(board: chess.Board) -> tuple:
-    """Everything `fast_fen` reads of a board (a cache key: games of a store mostly share their start position)."""
-    return (board.pawns, board.knights, board.bishops, board.rooks, board.queens, board.kings, *board.occupied_co,
-            board.turn, board.castling_rights, board.ep_square, board.halfmove_clock, board.fullmove_number)
+def _uci_moves(board: chess.Board) -> list[str]:
+    """``[m.uci() for m in board.move_stack]``, a table lookup for the plain moves (no promotion, null or drop)."""
+    return [_UCI_FROM_TO[m.from_square * 64 + m.to_square] if m.promotion is None and m.from_square != m.to_square
+            else m.uci() for m in board.move_stack]
+
+
+def _start_fen(board: chess.Board, fen: str, roots: dict[tuple, str]) -> str:
+    """FEN of the position before the board's first move (`fen` itself when it has none), cached in `roots`:
+    the positions of one store mostly share a few start positions, and a root board is slow to rebuild."""
+    if not board.move_stack:
+        return fen
+    st = board._stack[0]  # python-chess's saved state before the first move (what `root()` restores)
+    key = (st.pawns, st.knights, st.bishops, st.rooks, st.queens, st.kings, st.occupied_w, st.occupied_b, st.turn,
+           st.castling_rights, st.ep_square, st.halfmove_clock, st.fullmove_number, board.chess960, type(board))
+    start = roots.get(key)
+    if start is None:
+        start = roots[key] = fast_fen(board.root())
+    return start
+
+
+def _index_lines(positions: Sequence[Position | chess.Board], roots: dict[tuple, str]) -> list[str]:
+    """The JSON index line of each position (see the module docstring for the keys)."""
+    boards = [_board(p) for p in positions]
+    lines = []
+    for p, board, fen in zip(positions, boards, fast_fens(boards), strict=True):
+        turn = "w" if board.turn == chess.WHITE else "b"
+        if isinstance(p, chess.Board):  # FENs and UCI moves need no JSON escaping: the line is written directly
+            ucis = _uci_moves(board)
+            moves = '"' + '", "'.join(ucis) + '"' if ucis else ""
+            lines.append(f'{{"start_fen": "{_start_fen(board, fen, roots)}", "moves": [{moves}], '
+                         f'"source": "", "fen": "{fen}", "turn": "{turn}"}}')
+        else:
+            lines.append(json.dumps({**p.to_dict(), "fen": fen, "turn": turn}))
+    return lines
 
 
 def _write_index(path: Path, positions: Sequence[Position | chess.Board]) -> None:
     """One JSON record per position, into a temporary file renamed to `path` when every record is written.
 
-    Runs beside the network loop: it gives up the GIL every few records (`time.sleep(0)`), so that the loop's
-    Python between operator calls does not wait for it (a thread holding the GIL keeps it up to 5 ms).
+    Runs beside the network loop: it gives up the GIL after each chunk of records (`time.sleep(0)`), so that the
+    loop's Python between operator calls does not wait for it (a thread holding the GIL keeps it up to 5 ms).
     """
     tmp = path.with_suffix(".jsonl.tmp")
     roots: dict[tuple, str] = {}
     with open(tmp, "w") as fh:
-        for i, p in enumerate(positions):
-            fh.write(json.dumps(_position_record(p, roots)) + "\n")
-            if i % 8 == 7:
-                time.sleep(0)
+        for lo in range(0, len(positions), INDEX_CHUNK):
+            fh.write("".join(line + "\n" for line in _index_lines(positions[lo : lo + INDEX_CHUNK], roots)))
+            time.sleep(0)
     tmp.replace(path)
 
 
@@ -195,8 +213,9 @@ def collect(
             hi = min(n, lo + batch_size)
             planes = torch.from_numpy(fmt.encode([_board(p) for p in positions[lo:hi]])).to(device)
             _, cache = net.run_with_cache(planes, layers)
-            for name in layers:
-                arrays[name][lo:hi] = cache[name].reshape(hi - lo, -1).to("cpu", torch.float16).numpy()
+            for name in layers:  # one pass: float32 activations to float16 rows in the memory map
+                rows = torch.from_numpy(arrays[name][lo:hi])
+                rows.view(cache[name].shape).copy_(cache[name])
             meta["rows_done"] = hi
             durable = time.monotonic() - synced > SYNC_EVERY_S
             if durable:  # rows to disk first, then the progress that counts them
