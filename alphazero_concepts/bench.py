@@ -108,6 +108,28 @@ def _rate(fn: Callable[[], int], seconds: float, repeats: int = 3, warmup: bool 
     return best
 
 
+def _paired_rates(a: Callable[[], int], b: Callable[[], int], seconds: float,
+                  min_rounds: int = 6) -> tuple[float, float, float]:
+    """Items per second of `a` and of `b` (each returns how many items it did) and the ratio of the two rates.
+
+    The calls alternate (a b, then b a, …) for at least `seconds` and `min_rounds` rounds, after a warm-up call of
+    each. Rates are medians over the calls; the ratio is the median over rounds of a's rate over b's,
+    each round's pair run back to back. Pairing cancels slow drifts in the machine's speed (other load, clock
+    frequency, disk write-back) that two separate timing windows would put into the ratio.
+    """
+    a(), b()
+    rates: dict[Callable[[], int], list[float]] = {a: [], b: []}
+    ratios: list[float] = []
+    start = time.perf_counter()
+    while len(ratios) < min_rounds or time.perf_counter() - start < seconds:
+        for fn in (a, b) if len(ratios) % 2 == 0 else (b, a):
+            t0 = time.perf_counter()
+            done = fn()
+            rates[fn].append(done / (time.perf_counter() - t0))
+        ratios.append(rates[a][-1] / rates[b][-1])
+    return float(np.median(rates[a])), float(np.median(rates[b])), float(np.median(ratios))
+
+
 def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = print) -> dict:
     """Measure everything side by side; returns the JSON-ready result dict."""
     torch.manual_seed(config.seed)
@@ -159,10 +181,8 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
             collect(net, coll_boards, layers, f"{tmp}/store{next(stores)}", batch_size=config.batch)
             return len(coll_boards)
 
-        result["forward_positions_per_s_with_encoding"] = _rate(forward_only, config.seconds)
-        result["activation_collect_positions_per_s"] = _rate(collection, config.seconds)
-    result["activation_collect_vs_forward"] = (result["activation_collect_positions_per_s"]
-                                               / result["forward_positions_per_s_with_encoding"])
+        (result["activation_collect_positions_per_s"], result["forward_positions_per_s_with_encoding"],
+         result["activation_collect_vs_forward"]) = _paired_rates(collection, forward_only, 2 * config.seconds)
     result["activation_collect_layers"] = layers
 
     log("search …")
