@@ -369,14 +369,21 @@ def stage_status(run: str | Path, config: PipelineConfig, model_id: str) -> dict
     return out
 
 
+def stage_artifacts(stage: str, order: str) -> tuple[str, ...]:
+    """What a (re)run of `stage` clears first, under the filter `order`.
+
+    Under "novelty-first" the teachability stage scores novelty itself (it trains students only for novel
+    concepts), so it clears everything downstream of those scores, and the novelty stage keeps them.
+    """
+    if order == "novelty-first" and stage == "teachability":
+        return (*ARTIFACTS["teachability"], *ARTIFACTS["novelty"])
+    if order == "novelty-first" and stage == "novelty":
+        return tuple(a for a in ARTIFACTS["novelty"] if a not in NOVELTY_SCORES)
+    return ARTIFACTS[stage]
+
+
 def _clear(run: Path, stage: str, config: PipelineConfig) -> None:
-    artifacts = ARTIFACTS[stage]
-    if config.filters.order == "novelty-first":  # the teachability stage scores novelty first
-        if stage == "teachability":
-            artifacts = (*artifacts, *ARTIFACTS["novelty"])
-        elif stage == "novelty":  # keep the scores the teachability stage just made (its hash covers them)
-            artifacts = tuple(a for a in artifacts if a not in NOVELTY_SCORES)
-    for rel in artifacts:
+    for rel in stage_artifacts(stage, config.filters.order):
         path = run / rel
         if path.is_dir():
             shutil.rmtree(path)

@@ -17,6 +17,8 @@ from alphazero_concepts.filters.teachability import TeachConfig
 from alphazero_concepts.nn.checkpoints import CheckpointMeta, Series
 from alphazero_concepts.nn.network import AZNet, NetConfig
 from alphazero_concepts.pipeline import (
+    ARTIFACTS,
+    PIPELINE_ORDERS,
     STAGES,
     MineStage,
     PipelineConfig,
@@ -30,6 +32,7 @@ from alphazero_concepts.pipeline import (
     run_pipeline,
     run_summary,
     save_config,
+    stage_artifacts,
     stage_status,
 )
 from alphazero_concepts.pipeline import FiltersStage as Filters
@@ -332,3 +335,12 @@ def test_azc_run_cli_skips_a_finished_run_and_prints_the_summary(base, tmp_path)
     bad.write_text("[roots]\ngames = \n")
     result = CliRunner().invoke(app, ["run", str(bad)])
     assert result.exit_code == 2 and "bad.toml" in result.output
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("order", PIPELINE_ORDERS)
+def test_every_artifact_is_cleared_by_some_stage_and_the_novelty_scores_by_one(order: str) -> None:
+    cleared = {stage: stage_artifacts(stage, order) for stage in STAGES}
+    assert set().union(*cleared.values()) == set().union(*ARTIFACTS.values())
+    owners = [stage for stage, rels in cleared.items() if "novelty.jsonl" in rels]
+    assert owners == ["teachability" if order == "novelty-first" else "novelty"]
