@@ -63,7 +63,7 @@ ARTIFACTS: dict[str, tuple[str, ...]] = {
     "report": ("report.html", "static_concepts.json"),
 }
 NOVELTY_SCORES = ("novelty_basis", "novelty.jsonl", "figures/novelty_spectrum.png")
-KEPT_RULES = ("funnel", "teachable", "solved")
+KEPT_RULES = ("funnel", "specific", "teachable", "solved")
 PIPELINE_ORDERS = ("teachability-first", "novelty-first", "independent")
 ROLLOUT_CHUNK = 8  # roots searched together, saved together (the unit of resuming) in RUN/rollouts.partial/
 
@@ -140,8 +140,10 @@ class FiltersStage(DictConfig):
     teachability stage scores novelty first and trains students only for the novel concepts: the same kept set,
     since each filter scores a concept on its own, at a fraction of the cost, as novelty is cheap and teaching is
     not) or "independent" (both filters score every solved concept).
-    kept_rule: "funnel" (teachable and novel: the paper's), "teachable" (ignore novelty) or "solved" (every
-    solved concept: a demonstration of the later stages, said so in the report).
+    kept_rule: "funnel" (teachable and novel: the paper's), "specific" (the funnel's, and the lift's lower bound
+    above the largest random-vector control lift at the concept's layer: teachable beyond what a random
+    direction teaches; needs `teachability.random_controls` ≥ 1), "teachable" (ignore novelty) or "solved"
+    (every solved concept: a demonstration of the later stages, said so in the report).
     """
 
     order: str = "teachability-first"
@@ -713,18 +715,24 @@ def _stage_novelty(ctx: Context) -> dict:
 
 def kept_concepts(run: str | Path, kept_rule: str = "funnel") -> list[str]:
     """Ids of the kept concepts under `kept_rule` (see `FiltersStage`), in concept order."""
+    from alphazero_concepts.filters.funnel import beats_controls, control_ceilings
     from alphazero_concepts.filters.rundir import NOVELTY, TEACHABILITY, load_concepts, read_results
 
+    if kept_rule not in KEPT_RULES:
+        raise PipelineError(f"kept rule must be one of {', '.join(KEPT_RULES)}, got {kept_rule!r}")
     run = Path(run)
     teach = read_results(run / TEACHABILITY)
     nov = read_results(run / NOVELTY)
+    ceilings = control_ceilings(teach)
     out = []
     for c in load_concepts(run):
         if not c.solved:
             continue
         teachable = bool(teach.get(c.id, {}).get("kept"))
-        novel = bool(nov.get(c.id, {}).get("novel"))
-        if kept_rule == "solved" or (kept_rule == "teachable" and teachable) or (teachable and novel):
+        funnel = teachable and bool(nov.get(c.id, {}).get("novel"))
+        passes = {"solved": True, "teachable": teachable, "funnel": funnel,
+                  "specific": funnel and beats_controls(teach.get(c.id), ceilings)}
+        if passes[kept_rule]:
             out.append(c.id)
     return out
 

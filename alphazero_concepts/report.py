@@ -291,7 +291,7 @@ def _funnel_section(run: Path) -> str:
     if not funnel:
         return _empty("No funnel: the filter stages did not run.")
     stages = funnel["stages"]
-    rows = [[layer, *[r.get(s, 0) for s in stages], r.get("already_known", 0)]
+    rows = [[layer, *[r.get(s, 0) for s in stages], r.get("kept_beating_controls", "–"), r.get("already_known", 0)]
             for layer, r in {**funnel["layers"], "all layers": funnel["total"]}.items()]
     shares = funnel["total"].get("shares", {})
     paper = funnel.get("paper", {})
@@ -304,7 +304,7 @@ def _funnel_section(run: Path) -> str:
                       "(agreement with the teacher < 0.2 on the prototypes) to serve as a student. The bundled "
                       "series is a short supervised run; a series with an early, weak checkpoint is needed for "
                       "the teachability filter to keep anything.")
-    return (_table(["layer", *stages, "already known"], rows) + note
+    return (_table(["layer", *stages, "kept, beating every control", "already known"], rows) + note
             + _table(["share failing", "this run", "paper"], share_rows)
             + _png_tag(run / "figures" / "funnel.png", "funnel"))
 
@@ -339,7 +339,10 @@ def _concepts_section(run: Path, config, net) -> str:
     protos = _read_jsonl(run / "prototypes.jsonl")
     kept = _read_json(run / "kept.json") or {}
     rule = kept.get("kept_rule", config.filters.kept_rule)
-    rule_text = {"funnel": "teachable and novel (the paper's rule)", "teachable": "teachable (novelty ignored)",
+    rule_text = {"funnel": "teachable and novel (the paper's rule)",
+                 "specific": "teachable and novel, and teaching more than every random-vector control at the "
+                             "concept's layer (stricter than the paper's rule)",
+                 "teachable": "teachable (novelty ignored)",
                  "solved": "every solved concept — a demonstration of the later stages, NOT filtered"}[rule]
     head = f"<p>Kept rule: <b>{_esc(rule_text)}</b>.</p>"
     if not protos:

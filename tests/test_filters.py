@@ -502,3 +502,28 @@ def test_cli_novelty_basis_filter_and_funnel(tmp_path: Path, small_pgn: Path, sa
     assert res.exit_code == 2 and "concepts.jsonl" in res.output
     res = runner.invoke(app, ["filter", "funnel", "--run", str(run), "--order", "sideways"])
     assert res.exit_code == 2 and "order must be one of" in res.output
+
+
+@pytest.mark.unit
+def test_kept_concepts_beating_controls_are_counted_per_layer() -> None:
+    from alphazero_concepts.filters.funnel import beats_controls, control_ceilings
+    from alphazero_concepts.filters.rundir import ConceptEntry
+
+    def teach(cid: str, layer: str, lift: float | None, lo: float | None, kind: str = "concept") -> dict:
+        return {"id": cid, "layer": layer, "kind": kind, "lift": lift, "kept": lo is not None and lo > 0.05,
+                "ci": None if lo is None else [lo, lo + 0.2], "status": "ok" if lift is not None else "too few"}
+
+    records = [teach("control/a/0", "a", 0.10, 0.0, "control"), teach("control/a/1", "a", 0.04, -0.1, "control"),
+               teach("control/b/0", "b", None, None, "control"),  # no lift: not a ceiling
+               teach("a1", "a", 0.30, 0.12), teach("a2", "a", 0.20, 0.08), teach("b1", "b", 0.30, 0.2),
+               teach("c1", "c", 0.30, 0.2)]
+    teachability = {r["id"]: r for r in records}
+    assert control_ceilings(teachability) == {"a": 0.10}
+    ceilings = control_ceilings(teachability)
+    assert [beats_controls(teachability[k], ceilings) for k in ("a1", "a2", "b1", "c1")] == [True, False, False,
+                                                                                           False]
+    concepts = [ConceptEntry(k, k[0], {}, np.ones(3)) for k in ("a1", "a2", "b1", "c1")]
+    novelty = {k: {"novel": True} for k in ("a1", "a2", "b1", "c1")}
+    result = funnel(concepts, teachability, novelty, roots=4)
+    assert result["total"]["kept"] == 4 and result["total"]["kept_beating_controls"] == 1
+    assert result["layers"]["a"]["kept_beating_controls"] == 1 and result["control_ceilings"] == {"a": 0.10}

@@ -344,3 +344,27 @@ def test_every_artifact_is_cleared_by_some_stage_and_the_novelty_scores_by_one(o
     assert set().union(*cleared.values()) == set().union(*ARTIFACTS.values())
     owners = [stage for stage, rels in cleared.items() if "novelty.jsonl" in rels]
     assert owners == ["teachability" if order == "novelty-first" else "novelty"]
+
+
+@pytest.mark.integration
+def test_specific_kept_rule_keeps_funnel_concepts_that_beat_their_layers_controls(base, tmp_path):
+    from alphazero_concepts.pipeline import kept_concepts
+
+    _series, _config, run, _ = base
+    run = _copy(run, tmp_path)
+    teach = _results(run / "teachability.jsonl")
+    concepts = sorted(k for k, r in teach.items() if r.get("kind") != "control")
+    layers = sorted({teach[k]["layer"] for k in concepts})
+    assert len(concepts) >= 3 and layers
+    # planted: every concept teachable and novel; lower bounds 0.10, 0.20, 0.30, …; one control per layer at 0.25
+    rows = {k: {**teach[k], "kept": True, "lift": 0.2 + 0.1 * i, "ci": [0.1 + 0.1 * i, 0.3 + 0.1 * i]}
+            for i, k in enumerate(concepts)}
+    rows.update({f"control/{layer}/0": {"id": f"control/{layer}/0", "layer": layer, "kind": "control",
+                                        "lift": 0.25, "ci": [0.0, 0.5], "kept": True} for layer in layers})
+    (run / "teachability.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows.values()))
+    (run / "novelty.jsonl").write_text("".join(json.dumps({"id": k, "novel": True}) + "\n" for k in concepts))
+    funnel = kept_concepts(run, "funnel")
+    assert sorted(funnel) == concepts
+    assert sorted(kept_concepts(run, "specific")) == [k for i, k in enumerate(concepts) if 0.1 + 0.1 * i > 0.25]
+    with pytest.raises(PipelineError, match="kept rule must be one of"):
+        kept_concepts(run, "loose")

@@ -4,6 +4,8 @@
     roots → concepts mined → solved → novel → teachable → kept                        (novelty first)
 
 "teachable" = the teachability filter kept the concept (the lift's lower bound above the threshold);
+"kept_beating_controls" = kept concepts whose lower bound is also above every random-vector control's lift at
+their layer (`control_ceilings`), the "specific" kept rule;
 "already known" and "too few prototypes" concepts fail it. "novel" = s_k > 0 for every k. With the
 "independent" order both filters scored every solved concept; the funnel is then drawn in the paper's order
 (teachability first). Concepts a filter has not scored yet are counted as `pending` and fail neither filter.
@@ -21,6 +23,27 @@ from alphazero_concepts.filters.rundir import ConceptEntry
 PAPER = {"fail_teachability": 0.976, "fail_novelty_of_rest": 0.27}
 
 
+def control_ceilings(teachability: dict[str, dict]) -> dict[str, float]:
+    """The largest lift of a random-vector control at each layer (controls without a lift are left out).
+
+    A concept whose lift's lower bound is above its layer's ceiling teaches the student more than a random
+    direction of the same sparsity did: teachable *as this concept*, not only as "the teacher's favourite
+    positions" (which random directions also pick; README, "480 roots, three layers").
+    """
+    out: dict[str, float] = {}
+    for r in teachability.values():
+        if r.get("kind") == "control" and r.get("lift") is not None:
+            out[r["layer"]] = max(out.get(r["layer"], float("-inf")), float(r["lift"]))
+    return out
+
+
+def beats_controls(record: dict | None, ceilings: dict[str, float]) -> bool:
+    """Whether a teachability record's lower bound is above its layer's control ceiling (False with no control)."""
+    if not record or record.get("ci") is None or record.get("layer") not in ceilings:
+        return False
+    return float(record["ci"][0]) > ceilings[record["layer"]]
+
+
 def _stages(order: str) -> list[str]:
     first, second = ("novel", "teachable") if order == "novelty-first" else ("teachable", "novel")
     return ["roots", "mined", "solved", first, second, "kept"]
@@ -33,10 +56,11 @@ def funnel(concepts: Sequence[ConceptEntry], teachability: dict[str, dict], nove
     first, second = stages[3], stages[4]
     results = {"teachable": teachability, "novel": novelty}
     passes = {"teachable": lambda r: bool(r.get("kept")), "novel": lambda r: bool(r.get("novel"))}
+    ceilings = control_ceilings(teachability)
     layers: dict[str, dict] = {}
     for c in concepts:
         row = layers.setdefault(c.layer, {"roots": roots, "mined": 0, "solved": 0, first: 0, second: 0, "kept": 0,
-                                          "already_known": 0, "too_few_prototypes": 0,
+                                          "already_known": 0, "too_few_prototypes": 0, "kept_beating_controls": 0,
                                           "pending": {first: 0, second: 0}})
         row["mined"] += 1
         if not c.solved:
@@ -61,8 +85,10 @@ def funnel(concepts: Sequence[ConceptEntry], teachability: dict[str, dict], nove
         if passes[second](rec2):
             row[second] += 1
             row["kept"] += 1
+            row["kept_beating_controls"] += beats_controls(t_rec, ceilings)
     total = {"roots": roots}
-    for key in ("mined", "solved", first, second, "kept", "already_known", "too_few_prototypes"):
+    for key in ("mined", "solved", first, second, "kept", "already_known", "too_few_prototypes",
+                "kept_beating_controls"):
         total[key] = sum(r[key] for r in layers.values())
     total["pending"] = {k: sum(r["pending"][k] for r in layers.values()) for k in (first, second)}
     for row in [*layers.values(), total]:
@@ -70,6 +96,7 @@ def funnel(concepts: Sequence[ConceptEntry], teachability: dict[str, dict], nove
     controls = [{k: r.get(k) for k in ("id", "layer", "student", "lift", "ci", "kept", "status")}
                 for r in teachability.values() if r.get("kind") == "control"]
     return {"order": order, "stages": stages, "layers": layers, "total": total, "controls": controls,
+            "control_ceilings": ceilings,
             "paper": dict(PAPER),
             "notes": "shares: fail_<first> = 1 − first/solved, fail_<second>_of_rest = 1 − second/first; "
                      "paper: ≈97.6% fail teachability, then ≈27% of the rest fail novelty"}
