@@ -207,6 +207,12 @@ class PipelineConfig(DictConfig):
     puzzles: PuzzlesStage = field(default_factory=PuzzlesStage)
     report: ReportStage = field(default_factory=ReportStage)
 
+    def __post_init__(self) -> None:
+        if self.filters.kept_rule == "specific" and self.teachability.random_controls < 1:
+            raise ValueError("filters.kept_rule = \"specific\" compares each concept with the random-vector "
+                             "controls of its layer: set teachability.random_controls ≥ 1 (several, for a ceiling "
+                             "worth the name)")
+
     @classmethod
     def from_dict(cls, data: dict) -> PipelineConfig:
         known = {f.name: f for f in dataclasses.fields(cls)}

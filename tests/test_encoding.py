@@ -429,7 +429,8 @@ def test_fast_fen_equals_python_chess_fen_on_every_sample_position() -> None:
     assert fast_fen(shuffled) == shuffled.fen()
 
 
-def test_fast_fens_of_a_mixed_batch_equal_python_chess_fen() -> None:
+def test_fast_fens_of_a_mixed_batch_equal_python_chess_fen(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alphazero_concepts.chess import positions
     from alphazero_concepts.chess.positions import fast_fens
 
     boards = list(sample_positions())
@@ -438,3 +439,8 @@ def test_fast_fens_of_a_mixed_batch_equal_python_chess_fen() -> None:
     boards.append(chess.Board(None))  # empty board: eight empty ranks
     assert fast_fens(boards) == [b.fen() for b in boards]
     assert fast_fens([]) == []
+    monkeypatch.setattr(positions, "FEN_BLOCK", 4)  # many blocks, and a rank cache emptied again and again
+    monkeypatch.setattr(positions._RankFen, "MAX", 3)
+    positions._RANK_FEN.clear()
+    assert fast_fens(boards) == [b.fen() for b in boards]
+    assert len(positions._RANK_FEN) <= 3

@@ -515,6 +515,7 @@ def test_kept_concepts_beating_controls_are_counted_per_layer() -> None:
 
     records = [teach("control/a/0", "a", 0.10, 0.0, "control"), teach("control/a/1", "a", 0.04, -0.1, "control"),
                teach("control/b/0", "b", None, None, "control"),  # no lift: not a ceiling
+               teach("control/b/1", "b", float("nan"), None, "control"),  # untaught controls record NaN
                teach("a1", "a", 0.30, 0.12), teach("a2", "a", 0.20, 0.08), teach("b1", "b", 0.30, 0.2),
                teach("c1", "c", 0.30, 0.2)]
     teachability = {r["id"]: r for r in records}

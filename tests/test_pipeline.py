@@ -368,3 +368,7 @@ def test_specific_kept_rule_keeps_funnel_concepts_that_beat_their_layers_control
     assert sorted(kept_concepts(run, "specific")) == [k for i, k in enumerate(concepts) if 0.1 + 0.1 * i > 0.25]
     with pytest.raises(PipelineError, match="kept rule must be one of"):
         kept_concepts(run, "loose")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[filters]\nkept_rule = "specific"\n[teachability]\nrandom_controls = 0\n')
+    with pytest.raises(PipelineError, match=r"bad\.toml: .*random_controls ≥ 1"):
+        load_config(bad)

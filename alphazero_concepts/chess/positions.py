@@ -151,28 +151,37 @@ _FEN_SQUARES = np.arange(64) ^ 56  # FEN reads a8..h8, a7..h7, …: square index
 _BIT_OF_SQUARE = np.uint64(1) << np.arange(64, dtype=np.uint64)
 
 
-class _RankFen(dict):
-    """FEN of one rank, keyed by its 8 cell bytes ('.' for empty) read as one integer; filled on first use."""
+class _RankFen(dict[int, str]):
+    """FEN of one rank, keyed by its 8 cell bytes ('.' for empty) read as one integer; filled on first use and
+    emptied when it reaches `MAX` entries (random play makes about 0.7 new ranks a position)."""
+
+    MAX = 1 << 16
 
     def __missing__(self, key: int) -> str:
         cells = key.to_bytes(8, "little").decode("ascii")
         for run in range(8, 0, -1):  # longest runs of empty squares first
             cells = cells.replace("." * run, str(run))
+        if len(self) >= self.MAX:
+            self.clear()
         self[key] = cells
         return cells
 
 
 _RANK_FEN = _RankFen()
+FEN_BLOCK = 1024  # boards whose placements `fast_fens` builds in one numpy pass
 
 
 def fast_fens(boards: Sequence[chess.Board]) -> list[str]:
     """``[b.fen() for b in boards]`` (python-chess's defaults: X-FEN castling, en passant square only when a legal
     capture exists), several times faster: for hot loops that write many positions (the activation index).
 
-    The piece placement of the whole batch is built at once with numpy (one byte per square from the twelve
-    piece bitboards); ranks are compressed through a cache, as the same ranks recur across positions. Falls back
-    to ``board.fen()`` for chess variants and non-standard castling rights (Chess960).
+    The piece placement of up to `FEN_BLOCK` boards is built at once with numpy (one byte per square from the
+    twelve piece bitboards; 6 KB of temporaries a board); ranks are compressed through a cache, as the same ranks
+    recur across positions. Falls back to ``board.fen()`` for chess variants and non-standard castling rights
+    (Chess960).
     """
+    if len(boards) > FEN_BLOCK:
+        return [fen for lo in range(0, len(boards), FEN_BLOCK) for fen in fast_fens(boards[lo : lo + FEN_BLOCK])]
     n = len(boards)
     if n == 0:
         return []

@@ -59,9 +59,11 @@ def _start_fen(board: chess.Board, fen: str, roots: dict[tuple, str]) -> str:
     the positions of one store mostly share a few start positions, and a root board is slow to rebuild."""
     if not board.move_stack:
         return fen
+    if type(board) is not chess.Board:  # variants keep more state than the key holds (pockets, check counts)
+        return board.root().fen()
     st = board._stack[0]  # python-chess's saved state before the first move (what `root()` restores)
     key = (st.pawns, st.knights, st.bishops, st.rooks, st.queens, st.kings, st.occupied_w, st.occupied_b, st.turn,
-           st.castling_rights, st.ep_square, st.halfmove_clock, st.fullmove_number, board.chess960, type(board))
+           st.castling_rights, st.ep_square, st.halfmove_clock, st.fullmove_number, board.chess960)
     start = roots.get(key)
     if start is None:
         start = roots[key] = fast_fen(board.root())
@@ -213,9 +215,9 @@ def collect(
             hi = min(n, lo + batch_size)
             planes = torch.from_numpy(fmt.encode([_board(p) for p in positions[lo:hi]])).to(device)
             _, cache = net.run_with_cache(planes, layers)
-            for name in layers:  # one pass: float32 activations to float16 rows in the memory map
-                rows = torch.from_numpy(arrays[name][lo:hi])
-                rows.view(cache[name].shape).copy_(cache[name])
+            for name in layers:  # float32 activations to float16 rows in the memory map, in one pass on a CPU
+                acts = cache[name] if cache[name].device.type == "cpu" else cache[name].half()  # GPU: half the bytes
+                torch.from_numpy(arrays[name][lo:hi]).view(acts.shape).copy_(acts)
             meta["rows_done"] = hi
             durable = time.monotonic() - synced > SYNC_EVERY_S
             if durable:  # rows to disk first, then the progress that counts them

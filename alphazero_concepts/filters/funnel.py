@@ -15,6 +15,7 @@ Paper (Schut et al.): ≈ 97.6% of candidates fail teachability, and ≈ 27% of 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,8 +33,9 @@ def control_ceilings(teachability: dict[str, dict]) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     for r in teachability.values():
-        if r.get("kind") == "control" and r.get("lift") is not None:
-            out[r["layer"]] = max(out.get(r["layer"], float("-inf")), float(r["lift"]))
+        lift = r.get("lift")
+        if r.get("kind") == "control" and isinstance(lift, int | float) and math.isfinite(lift):  # untaught: NaN
+            out[r["layer"]] = max(out.get(r["layer"], float("-inf")), float(lift))
     return out
 
 
