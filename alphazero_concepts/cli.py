@@ -392,10 +392,11 @@ def _pipeline(config, out: Path, from_stage: str | None, until: str | None = Non
         table.add_row(r.stage, r.status, f"{r.seconds:.1f}")
     console.print(table)
     funnel = Table(title=f"funnel (kept rule: {summary['kept_rule']})")
-    for stage in summary["stages"]:
-        funnel.add_column(stage, justify="right")
+    columns = [*summary["stages"], *(["kept_beating_controls"] if summary["kept_rule"] == "specific" else [])]
+    for stage in columns:
+        funnel.add_column(stage.replace("kept_beating_controls", "beating controls"), justify="right")
     if summary["stages"]:
-        funnel.add_row(*[str(summary["funnel"].get(s, 0)) for s in summary["stages"]])
+        funnel.add_row(*[str(summary["funnel"].get(s, 0)) for s in columns])
         console.print(funnel)
     already = summary["funnel"].get("already_known", 0)
     if already:
