@@ -58,7 +58,7 @@ ARTIFACTS: dict[str, tuple[str, ...]] = {
     "mine": ("concepts",),
     "teachability": ("teachability.jsonl", "teachability_config.json", "pool.npz", "pool_top1.npz"),
     "novelty": ("novelty_basis", "novelty.jsonl", "funnel.json", "prototypes.jsonl", "kept.json",
-                "figures/novelty_spectrum.png", "figures/funnel.png"),
+                "figures/novelty_spectrum.png", "figures/funnel.png", "figures/controls.png"),
     "puzzles": ("puzzles",),
     "report": ("report.html", "static_concepts.json"),
 }

@@ -306,7 +306,9 @@ def _funnel_section(run: Path) -> str:
                       "the teachability filter to keep anything.")
     return (_table(["layer", *stages, "kept, beating every control", "already known"], rows) + note
             + _table(["share failing", "this run", "paper"], share_rows)
-            + _png_tag(run / "figures" / "funnel.png", "funnel"))
+            + _png_tag(run / "figures" / "funnel.png", "funnel")
+            + (_png_tag(run / "figures" / "controls.png", "concepts against random-vector controls")
+               if (run / "figures" / "controls.png").is_file() else ""))
 
 
 def _line_scores(store, lines: dict, root: int, layer: str, v: np.ndarray) -> tuple[np.ndarray, list[tuple]]:

@@ -454,6 +454,7 @@ def test_novelty_stage_order_and_funnel_counts(tmp_path: Path, student) -> None:
     assert total["shares"]["fail_teachability"] == pytest.approx(1 - 2 / 3)
     assert json.loads((run / "funnel.json").read_text())["paper"]["fail_teachability"] == 0.976
     assert (run / "figures" / "funnel.png").stat().st_size > 0
+    assert not (run / "figures" / "controls.png").exists()  # no control was scored
     # the other order: novelty scores every solved concept, then the funnel reads novel → teachable
     independent = novelty_stage(run, order="independent", log=lambda _: None)
     assert independent["candidates"] == 3 and independent["scored_now"] == 1
@@ -505,8 +506,8 @@ def test_cli_novelty_basis_filter_and_funnel(tmp_path: Path, small_pgn: Path, sa
 
 
 @pytest.mark.unit
-def test_kept_concepts_beating_controls_are_counted_per_layer() -> None:
-    from alphazero_concepts.filters.funnel import beats_controls, control_ceilings
+def test_kept_concepts_beating_controls_are_counted_per_layer(tmp_path: Path) -> None:
+    from alphazero_concepts.filters.funnel import beats_controls, control_ceilings, controls_figure
     from alphazero_concepts.filters.rundir import ConceptEntry
 
     def teach(cid: str, layer: str, lift: float | None, lo: float | None, kind: str = "concept") -> dict:
@@ -528,3 +529,6 @@ def test_kept_concepts_beating_controls_are_counted_per_layer() -> None:
     result = funnel(concepts, teachability, novelty, roots=4)
     assert result["total"]["kept"] == 4 and result["total"]["kept_beating_controls"] == 1
     assert result["layers"]["a"]["kept_beating_controls"] == 1 and result["control_ceilings"] == {"a": 0.10}
+    assert controls_figure(teachability, tmp_path / "controls.png").stat().st_size > 0
+    no_controls = {k: r for k, r in teachability.items() if r["kind"] != "control"}
+    assert controls_figure(no_controls, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

@@ -213,7 +213,8 @@ def novelty_cmd(
 def funnel_cmd(
     run: RunOpt,
     order: OrderOpt = "teachability-first",
-    figure: Annotated[bool, typer.Option("--figure/--no-figure", help="Write RUN/figures/funnel.png")] = True,
+    figure: Annotated[bool, typer.Option("--figure/--no-figure",
+                                         help="Write RUN/figures/funnel.png, controls.png")] = True,
 ) -> None:
     """Roots → mined → solved → teachable → novel → kept, per layer, beside the paper's rates."""
     from alphazero_concepts.chess.positions import InputError

@@ -154,3 +154,47 @@ def funnel_figure(result: dict, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def controls_figure(teachability: dict[str, dict], path: str | Path) -> Path | None:
+    """Per layer: each random-vector control's lift (red ×) beside each teachable concept's lower bound (dots:
+    green above every control of its layer, grey not), with the layer's ceiling dashed. None without controls."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    ceilings = control_ceilings(teachability)
+    if not ceilings:
+        return None
+    layers = sorted({r["layer"] for r in teachability.values() if r.get("layer")})
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(layers)), 3.8))
+    for x, layer in enumerate(layers):
+        rows = [r for r in teachability.values() if r.get("layer") == layer]
+        lifts = [float(r["lift"]) for r in rows if r.get("kind") == "control" and r["layer"] in ceilings
+                 and math.isfinite(float(r.get("lift", math.nan)))]
+        lows = [float(r["ci"][0]) for r in rows if r.get("kind") != "control" and r.get("kept") and r.get("ci")]
+        ax.scatter(x - 0.17 + rng.uniform(-0.08, 0.08, len(lifts)), lifts, marker="x", color="#c33", zorder=3)
+        beats = ["#2a7" if lo > ceilings.get(layer, math.inf) else "#999" for lo in lows]
+        ax.scatter(x + 0.17 + rng.uniform(-0.08, 0.08, len(lows)), lows, c=beats, s=18, zorder=3)
+        if layer in ceilings:
+            ax.hlines(ceilings[layer], x - 0.4, x + 0.4, colors="#c33", linestyles="--", lw=1)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xticks(range(len(layers)))
+    ax.set_xticklabels(layers)
+    ax.set_ylabel("lift (controls) / lower bound (concepts)")
+    ax.set_title("teachable concepts against random-vector controls", fontsize=10)
+    ax.legend(handles=[Line2D([], [], marker="x", color="#c33", ls="", label="control: lift"),
+                       Line2D([], [], color="#c33", ls="--", label="largest control lift"),
+                       Line2D([], [], marker="o", color="#2a7", ls="", label="concept: lower bound above it"),
+                       Line2D([], [], marker="o", color="#999", ls="", label="concept: lower bound below it")],
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

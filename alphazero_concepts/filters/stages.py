@@ -3,7 +3,7 @@
     novelty_basis_stage   human + machine samples → BASIS_DIR/<layer>.npz, ranks.json, figures/novelty_spectrum.png
     teachability_stage    RUN concepts → RUN/teachability.jsonl (+ RUN/pool.npz, RUN/pool_top1.npz caches)
     novelty_stage         RUN concepts + bases → RUN/novelty.jsonl
-    funnel_stage          RUN → RUN/funnel.json + RUN/figures/funnel.png
+    funnel_stage          RUN → RUN/funnel.json + RUN/figures/funnel.png (+ controls.png)
 
 Order (`order`): "teachability-first" (the paper's; novelty scores only the teachable concepts),
 "novelty-first" (teachability scores only the novel ones), or "independent" (each filter scores every solved
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from alphazero_concepts.chess.positions import ReadReport
-from alphazero_concepts.filters.funnel import funnel, funnel_figure
+from alphazero_concepts.filters.funnel import controls_figure, funnel, funnel_figure
 from alphazero_concepts.filters.novelty import NoveltyBasis, NoveltyConfig, build_basis, spectrum_figure
 from alphazero_concepts.filters.rundir import (
     BASIS_DIR,
@@ -376,11 +376,13 @@ def _teach_counts(results: ResultLog, candidates: list[ConceptEntry]) -> dict:
 
 
 def funnel_stage(run: str | Path, *, order: str = "teachability-first", figure: bool = True) -> dict:
-    """RUN/funnel.json (+ RUN/figures/funnel.png) from the concepts and whatever filter results exist."""
+    """RUN/funnel.json (+ RUN/figures/funnel.png, and controls.png when there are controls) from the concepts and
+    whatever filter results exist."""
     _check_order(order)
     run = Path(run)
     concepts = load_concepts(run)
-    result = funnel(concepts, read_results(run / TEACHABILITY), read_results(run / NOVELTY),
+    teachability = read_results(run / TEACHABILITY)
+    result = funnel(concepts, teachability, read_results(run / NOVELTY),
                     roots=count_roots(run, concepts), order="teachability-first" if order == "independent"
                     else order)
     ranks = run / BASIS_DIR / "ranks.json"
@@ -389,4 +391,5 @@ def funnel_stage(run: str | Path, *, order: str = "teachability-first", figure: 
     write_json(run / FUNNEL, result)
     if figure:
         funnel_figure(result, run / FIGURES / "funnel.png")
+        controls_figure(teachability, run / FIGURES / "controls.png")
     return result
