@@ -515,6 +515,7 @@ def test_kept_concepts_beating_controls_are_counted_per_layer(tmp_path: Path) ->
                 "ci": None if lo is None else [lo, lo + 0.2], "status": "ok" if lift is not None else "too few"}
 
     records = [teach("control/a/0", "a", 0.10, 0.0, "control"), teach("control/a/1", "a", 0.04, -0.1, "control"),
+               {"id": "control/a/2", "layer": "a", "kind": "control", "lift": None},  # from elsewhere: no lift
                teach("control/b/0", "b", None, None, "control"),  # no lift: not a ceiling
                teach("control/b/1", "b", float("nan"), None, "control"),  # untaught controls record NaN
                teach("a1", "a", 0.30, 0.12), teach("a2", "a", 0.20, 0.08), teach("b1", "b", 0.30, 0.2),

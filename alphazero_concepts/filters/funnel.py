@@ -16,6 +16,7 @@ Paper (Schut et al.): ≈ 97.6% of candidates fail teachability, and ≈ 27% of 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,10 +34,23 @@ def control_ceilings(teachability: dict[str, dict]) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     for r in teachability.values():
-        lift = r.get("lift")
-        if r.get("kind") == "control" and isinstance(lift, int | float) and math.isfinite(lift):  # untaught: NaN
-            out[r["layer"]] = max(out.get(r["layer"], float("-inf")), float(lift))
+        lift = _control_lift(r)
+        if lift is not None:
+            out[r["layer"]] = max(out.get(r["layer"], float("-inf")), lift)
     return out
+
+
+def _control_lift(record: dict) -> float | None:
+    """A control record's lift, or None when it is not a control or was not taught (NaN or missing lift)."""
+    lift = record.get("lift")
+    if record.get("kind") != "control" or not isinstance(lift, int | float) or not math.isfinite(lift):
+        return None
+    return float(lift)
+
+
+def _layer_order(layer: str) -> list:
+    """Natural order of layer names: block2 before block10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", layer)]
 
 
 def beats_controls(record: dict | None, ceilings: dict[str, float]) -> bool:
@@ -157,8 +171,9 @@ def funnel_figure(result: dict, path: str | Path) -> Path:
 
 
 def controls_figure(teachability: dict[str, dict], path: str | Path) -> Path | None:
-    """Per layer: each random-vector control's lift (red ×) beside each teachable concept's lower bound (dots:
-    green above every control of its layer, grey not), with the layer's ceiling dashed. None without controls."""
+    """Per layer with controls: each random-vector control's lift (red ×) beside each teachable concept's lower
+    bound (dots: green above every control of its layer, grey not), with the layer's ceiling dashed. Layers
+    without a taught control are left out (nothing there can beat a control). None without controls."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -169,19 +184,17 @@ def controls_figure(teachability: dict[str, dict], path: str | Path) -> Path | N
     ceilings = control_ceilings(teachability)
     if not ceilings:
         return None
-    layers = sorted({r["layer"] for r in teachability.values() if r.get("layer")})
+    layers = sorted(ceilings, key=_layer_order)
     rng = np.random.default_rng(0)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(layers)), 3.8))
     for x, layer in enumerate(layers):
         rows = [r for r in teachability.values() if r.get("layer") == layer]
-        lifts = [float(r["lift"]) for r in rows if r.get("kind") == "control" and r["layer"] in ceilings
-                 and math.isfinite(float(r.get("lift", math.nan)))]
+        lifts = [lift for r in rows if (lift := _control_lift(r)) is not None]
         lows = [float(r["ci"][0]) for r in rows if r.get("kind") != "control" and r.get("kept") and r.get("ci")]
         ax.scatter(x - 0.17 + rng.uniform(-0.08, 0.08, len(lifts)), lifts, marker="x", color="#c33", zorder=3)
-        beats = ["#2a7" if lo > ceilings.get(layer, math.inf) else "#999" for lo in lows]
+        beats = ["#2a7" if lo > ceilings[layer] else "#999" for lo in lows]
         ax.scatter(x + 0.17 + rng.uniform(-0.08, 0.08, len(lows)), lows, c=beats, s=18, zorder=3)
-        if layer in ceilings:
-            ax.hlines(ceilings[layer], x - 0.4, x + 0.4, colors="#c33", linestyles="--", lw=1)
+        ax.hlines(ceilings[layer], x - 0.4, x + 0.4, colors="#c33", linestyles="--", lw=1)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xticks(range(len(layers)))
     ax.set_xticklabels(layers)

@@ -391,5 +391,6 @@ def funnel_stage(run: str | Path, *, order: str = "teachability-first", figure: 
     write_json(run / FUNNEL, result)
     if figure:
         funnel_figure(result, run / FIGURES / "funnel.png")
-        controls_figure(teachability, run / FIGURES / "controls.png")
+        if controls_figure(teachability, run / FIGURES / "controls.png") is None:
+            (run / FIGURES / "controls.png").unlink(missing_ok=True)  # none from an earlier funnel either
     return result
