@@ -36,6 +36,7 @@ from alphazero_concepts.arena.match import GameResult, MatchResult, play_match
 from alphazero_concepts.arena.players import MCTSPlayer, Player, StockfishPlayer, find_stockfish, stockfish_name
 from alphazero_concepts.nn.checkpoints import Series, atomic_write_bytes
 from alphazero_concepts.nn.network import DictConfig
+from alphazero_concepts.plotting import pyplot, save_figure
 from alphazero_concepts.search.roots import bundled_openings
 
 LADDER_SCHEMA = "alphazero-concepts/ladder/1"
@@ -365,10 +366,7 @@ class Ladder:
 
 def plot_ladder(ladder: dict, path: str | Path) -> Path:
     """Elo (first checkpoint = 0) with CI bars per checkpoint; Stockfish levels as labelled horizontal lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in ladder["checkpoints"] if r["elo"] is not None]
     x = list(range(len(rows)))
@@ -393,9 +391,4 @@ def plot_ladder(ladder: dict, path: str | Path) -> Path:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from alphazero_concepts.filters.rundir import ConceptEntry
+from alphazero_concepts.plotting import pyplot, save_figure
 
 PAPER = {"fail_teachability": 0.976, "fail_novelty_of_rest": 0.27}
 
@@ -128,10 +129,7 @@ def _shares(row: dict, first: str, second: str) -> dict:
 
 def funnel_figure(result: dict, path: str | Path) -> Path:
     """Bars of the funnel stages per layer (log scale), with the paper's rates applied to our solved count."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     stages = result["stages"]
@@ -162,22 +160,14 @@ def funnel_figure(result: dict, path: str | Path) -> Path:
     ax.set_ylabel("count")
     ax.set_title(f"concept funnel ({result['order']})")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def controls_figure(teachability: dict[str, dict], path: str | Path) -> Path | None:
     """Per layer with controls: each random-vector control's lift (red ×) beside each teachable concept's lower
     bound (dots: green above every control of its layer, grey not), with the layer's ceiling dashed. Layers
     without a taught control are left out (nothing there can beat a control). None without controls."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
     from matplotlib.lines import Line2D
 
@@ -205,9 +195,4 @@ def controls_figure(teachability: dict[str, dict], path: str | Path) -> Path | N
                        Line2D([], [], marker="o", color="#2a7", ls="", label="concept: lower bound above it"),
                        Line2D([], [], marker="o", color="#999", ls="", label="concept: lower bound below it")],
               fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

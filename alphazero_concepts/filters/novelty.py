@@ -35,6 +35,7 @@ import torch
 
 from alphazero_concepts.nn.checkpoints import atomic_write_bytes
 from alphazero_concepts.nn.network import DictConfig
+from alphazero_concepts.plotting import pyplot, save_figure
 
 EPS_FLOAT32 = float(np.finfo(np.float32).eps)
 BASIS_VERSION = 1
@@ -253,10 +254,7 @@ def build_basis(z_human: np.ndarray, z_machine: np.ndarray, layer: str, config: 
 
 def spectrum_figure(bases: Sequence[NoveltyBasis], path: str | Path) -> Path:
     """Singular values (normalised by the largest) of human and machine latents, one panel per layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     n = max(1, len(bases))
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
@@ -274,9 +272,4 @@ def spectrum_figure(bases: Sequence[NoveltyBasis], path: str | Path) -> Path:
         ax.set_xlabel("index i")
         ax.set_ylabel("σ_i / σ_1")
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
