@@ -499,6 +499,15 @@ def test_cli_novelty_basis_filter_and_funnel(tmp_path: Path, small_pgn: Path, sa
     res = runner.invoke(app, ["filter", "funnel", "--run", str(run), "--order", "novelty-first", "--no-figure"])
     assert res.exit_code == 0, res.output
     assert json.loads((run / "funnel.json").read_text())["order"] == "novelty-first"
+    assert "beats every control" not in res.output  # taught with --controls 0
+    layer = next(iter(recs.values()))["layer"]
+    with open(run / "teachability.jsonl", "a") as fh:  # a control that every kept concept beats
+        fh.write(json.dumps({"id": f"control/{layer}/0", "layer": layer, "kind": "control", "lift": -1.0}) + "\n")
+    res = runner.invoke(app, ["filter", "funnel", "--run", str(run), "--no-figure"])
+    assert res.exit_code == 0, res.output
+    total = json.loads((run / "funnel.json").read_text())["total"]
+    assert total["kept_beating_controls"] == total["kept"]
+    assert f"beats every control of their layer: {total['kept']} of {total['kept']}" in " ".join(res.output.split())
     res = runner.invoke(app, ["filter", "novelty", "--run", str(tmp_path / "nowhere")])
     assert res.exit_code == 2 and "concepts.jsonl" in res.output
     res = runner.invoke(app, ["filter", "funnel", "--run", str(run), "--order", "sideways"])

@@ -234,6 +234,11 @@ def funnel_cmd(
     shares = result["total"]["shares"]
     text = ", ".join(f"{k} {v:.1%}" if v is not None else f"{k} –" for k, v in shares.items())
     console.print(f"ours: {text}; paper: ≈97.6% fail teachability, ≈27% of the rest fail novelty")
+    if result["control_ceilings"]:
+        ceilings = ", ".join(f"{layer} {c:+.3f}" for layer, c in sorted(result["control_ceilings"].items()))
+        console.print(f"kept concepts whose lower bound beats every control of their layer: "
+                      f"{result['total']['kept_beating_controls']} of {result['total']['kept']} "
+                      f"(largest control lift: {ceilings}; kept rule 'specific')")
     console.print(f"→ {run / 'funnel.json'}")
 
 
