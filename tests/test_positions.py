@@ -16,6 +16,7 @@ from alphazero_concepts.chess.positions import (
     InputError,
     Position,
     ReadReport,
+    boards_of,
     read_epd,
     read_fens,
     read_lichess_puzzles,
@@ -222,6 +223,26 @@ def test_position_board_with_illegal_move_names_source_and_line() -> None:
     p = Position(chess.STARTING_FEN, ("e2e4", "e2e4"), "g.pgn", line=12)
     with pytest.raises(InputError, match=r"^g\.pgn:12: move 2 \('e2e4'\)"):
         p.board()
+
+
+def test_boards_of_continues_game_order_positions_and_equals_a_replay(tmp_path: Path) -> None:
+    path = write(tmp_path, "games.pgn", "\n".join([GAME_1, GAME_3, FROM_FEN]))
+    positions = list(read_pgn_positions(path, report=ReadReport(str(path))))
+    mixed = [*positions, positions[3], chess.Board(), positions[0], *positions[5:2:-1]]  # restarts, a plain board
+    boards = list(boards_of(mixed))
+    assert len(boards) == len(mixed) and boards[len(positions) + 1] is mixed[len(positions) + 1]
+    for p, board in zip(mixed, boards, strict=True):
+        expected = p if isinstance(p, chess.Board) else p.board()
+        assert board.fen() == expected.fen() and board.move_stack == expected.move_stack
+        assert board.root().fen() == expected.root().fen()
+    before = [(b.fen(), list(b.move_stack)) for b in boards]
+    boards[4].pop()  # each its own board: changing one changes no other
+    boards[5].push(next(iter(boards[5].legal_moves)))
+    assert [(b.fen(), list(b.move_stack)) for b in boards][6:] == before[6:] and before[3] == (boards[3].fen(),
+                                                                                               boards[3].move_stack)
+    bad = Position(chess.STARTING_FEN, ("e2e4", "e2e4"), "g.pgn", line=12)  # continues ("e2e4",), then fails
+    with pytest.raises(InputError, match=r"^g\.pgn:12: move 2 \('e2e4'\)"):
+        list(boards_of([Position(chess.STARTING_FEN, ("e2e4",)), bad]))
 
 
 def test_input_error_pickles() -> None:

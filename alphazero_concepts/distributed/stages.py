@@ -31,7 +31,7 @@ import chess
 import numpy as np
 import torch
 
-from alphazero_concepts.chess.positions import Position
+from alphazero_concepts.chess.positions import Position, boards_of
 from alphazero_concepts.concepts.activations import INDEX, PROGRESS, ActivationStore, StoreError, _write_index
 from alphazero_concepts.concepts.mining import mine_rollout
 from alphazero_concepts.distributed.backend import (
@@ -317,7 +317,7 @@ class CollectContext:
 def activation_shard(ctx: CollectContext, positions: list[dict]) -> ShardResult:
     """float16 activations of a shard's positions (`{"start_fen", "moves"}`) at every layer of the context."""
     net, _ = ctx.net.load()
-    boards = [_board(p) for p in positions]
+    boards = list(boards_of(Position.from_dict(p) for p in positions))  # game order: one push a position
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ctx.layers}
     net.eval()
     with torch.inference_mode():

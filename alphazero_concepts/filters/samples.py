@@ -27,7 +27,14 @@ import numpy as np
 import torch
 
 from alphazero_concepts.chess.encoding import PositionArrays, boards_to_arrays, game_to_arrays
-from alphazero_concepts.chess.positions import InputError, Position, ReadReport, read_pgn_games, read_positions
+from alphazero_concepts.chess.positions import (
+    InputError,
+    Position,
+    ReadReport,
+    boards_of,
+    read_pgn_games,
+    read_positions,
+)
 from alphazero_concepts.nn.checkpoints import atomic_write_bytes
 from alphazero_concepts.nn.network import DictConfig, HookedNet, predict
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator, legal_softmax
@@ -278,7 +285,7 @@ def human_sample(pgn: str | Path, n: int, *, min_ply: int = 10, max_games: int |
 
 def positions_sample(positions: Sequence[Position | chess.Board], source: str = "") -> PositionSample:
     """A sample of given positions (each keeps its own history: its start FEN and moves)."""
-    boards = [p if isinstance(p, chess.Board) else p.board() for p in positions]
+    boards = list(boards_of(positions))
     games = [(b.root().fen(), [m.uci() for m in b.move_stack]) for b in boards]
     origin = [(i, len(b.move_stack)) for i, b in enumerate(boards)]
     parts = [boards_to_arrays(boards[i:i + 1024]) for i in range(0, len(boards), 1024)]

@@ -72,7 +72,7 @@ def _file_positions(path: Path, limit: int | None, min_ply: int, seed: int
     block labels."""
     import random
 
-    from alphazero_concepts.chess.positions import InputError, ReadReport, read_positions
+    from alphazero_concepts.chess.positions import InputError, ReadReport, boards_of, read_positions
     from alphazero_concepts.probing.probes import material_class
 
     report = ReadReport(str(path))
@@ -92,7 +92,7 @@ def _file_positions(path: Path, limit: int | None, min_ply: int, seed: int
     items.sort(key=lambda p: (p.game if p.game is not None else -1, p.line or 0, p.ply or 0))
     if not items:
         raise _fail(f"{path}: no positions")
-    boards = [p.board() for p in items]
+    boards = list(boards_of(items))  # sorted by game and ply: each board continues the previous one
     games = [f"{p.source}#{p.game if p.game is not None else p.line}" for p in items]
     openings = [(p.meta.get("ECO") or "?")[:1] for p in items]
     groups = {"game": games, "material": material_class(boards)}
