@@ -182,7 +182,8 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
             return len(coll_boards)
 
         (result["activation_collect_positions_per_s"], result["forward_positions_per_s_with_encoding"],
-         result["activation_collect_vs_forward"]) = _paired_rates(collection, forward_only, 2 * config.seconds)
+         result["activation_collect_vs_forward"]) = _paired_rates(collection, forward_only, 4 * config.seconds,
+                                                                  min_rounds=10)
     result["activation_collect_layers"] = layers
 
     log("search …")
