@@ -6,7 +6,9 @@ concept found in the network can be traced back to the exact game or puzzle it c
 
 History matters to the network (its input planes include the previous positions), so a `Position` is stored as
 a start FEN plus the UCI moves played from it, and `Position.board()` rebuilds a `chess.Board` with that move
-stack. A bare FEN or EPD line has no history (``moves == ()``).
+stack. A bare FEN or EPD line has no history (``moves == ()``). For many positions, `boards_of` builds the boards
+of consecutive plies of a game by pushing one move onto the previous board rather than replaying the game, and
+`fast_fens` writes many FENs at once.
 
 Bad records are skipped, never fatal: each one is counted in a `ReadReport` and described by an `InputError`
 whose message names the file and the line (``games.pgn:57: ...``). With ``strict=True`` the first bad record
