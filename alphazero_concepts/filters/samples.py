@@ -32,6 +32,7 @@ from alphazero_concepts.chess.positions import (
     Position,
     ReadReport,
     boards_of,
+    fast_fens,
     read_pgn_games,
     read_positions,
 )
@@ -289,7 +290,7 @@ def positions_sample(positions: Sequence[Position | chess.Board], source: str = 
     games = [(b.root().fen(), [m.uci() for m in b.move_stack]) for b in boards]
     origin = [(i, len(b.move_stack)) for i, b in enumerate(boards)]
     parts = [boards_to_arrays(boards[i:i + 1024]) for i in range(0, len(boards), 1024)]
-    return PositionSample(_concat(parts), [b.fen() for b in boards], np.array(origin).reshape(-1, 2), games,
+    return PositionSample(_concat(parts), fast_fens(boards), np.array(origin).reshape(-1, 2), games,
                           source=source)
 
 
