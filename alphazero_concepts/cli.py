@@ -362,6 +362,69 @@ def train_supervised_cmd(
                       f"{last.positions_seen:,} positions; held-out top-1 {hold.get('acc', float('nan')):.3f}")
 
 
+@train_app.command("distill")
+def train_distill_cmd(
+    games: Annotated[list[Path], typer.Option("--games", help="Engine-games file(s) (gzip JSON lines, see "
+                                                             "docs/teacher.md); machine play only")],
+    out: Annotated[Path, typer.Option("--out", help="Series directory (created, or resumed from its state)")],
+    steps: Annotated[int | None, typer.Option(help="Total optimiser steps of the schedule [30000]")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this step (resume later)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Positions a step [256]")] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW peak learning rate [1e-3]")] = None,
+    temperature: Annotated[float | None, typer.Option(
+        "--temperature", help="Policy target: softmax over MultiPV scores / this many centipawns; 0 = the "
+                              "engine's best move only [40]")] = None,
+    blocks: Annotated[int | None, typer.Option(help="Residual blocks of a new series [6]")] = None,
+    channels: Annotated[int | None, typer.Option(help="Channels of a new series [64]")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="Add a series checkpoint every N steps [2000]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the weights and the data order [0]")] = None,
+    threads: Annotated[int, typer.Option(help="Torch CPU threads")] = 2,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Kick-start a network from an engine's search (policy: MultiPV scores, value: WDL) on engine-labelled
+    machine games; resumable (kill -9 included) with the same data order."""
+    from alphazero_concepts.chess.positions import InputError
+    from alphazero_concepts.nn.network import NetConfig
+    from alphazero_concepts.training.distill import config_of, train_distill
+
+    for path in games:
+        if not path.is_file():
+            raise _fail(f"{path}: no such engine-games file")
+    try:
+        base = config_of(out)
+        net = None
+        if blocks is not None or channels is not None:
+            net = NetConfig.from_dict({**base.net.to_dict(), **{k: v for k, v in
+                                        (("blocks", blocks), ("channels", channels)) if v is not None}})
+        config = config_of(out, [str(p) for p in games], total_steps=steps, batch_size=batch_size, lr=lr,
+                           policy_temperature_cp=temperature, checkpoint_every=checkpoint_every, seed=seed,
+                           threads=threads, device=device, net=net)
+    except (ValueError, TypeError) as exc:
+        raise _fail(str(exc)) from exc
+    stop = min(config.total_steps, max_steps or config.total_steps)
+    with Progress(TextColumn("[bold]distill[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=console) as progress:
+        task = progress.add_task("distill", total=stop, info="reading games …")
+
+        def report(step: int, stats: dict[str, float]) -> None:
+            progress.update(task, completed=step, info=(
+                f"policy {stats['policy_loss']:.3f} value {stats['value_loss']:.3f} agree {stats['agree']:.2f} "
+                f"{stats['positions_per_s']:.0f} pos/s"))
+
+        try:
+            series = train_distill(config, out, max_steps=max_steps, progress=report,
+                                   log=lambda s: progress.console.print(f"[dim]{s}[/dim]"))
+        except (InputError, ValueError) as exc:
+            raise _fail(str(exc)) from exc
+    last = series.entries[-1] if series.entries else None
+    if last:
+        hold = last.extra.get("holdout", {})
+        console.print(f"series {out}: {len(series)} checkpoints; last {last.name} at step {last.step}; held-out "
+                      f"agreement {hold.get('agree', float('nan')):.3f}, "
+                      f"value MSE {hold.get('value_mse', float('nan')):.4f}")
+
+
 def _pipeline(config, out: Path, from_stage: str | None, until: str | None = None) -> None:
     """Run the pipeline with one progress bar per stage, then print the summary table."""
     from alphazero_concepts.chess.positions import InputError
@@ -459,6 +522,7 @@ from alphazero_concepts.filters.commands import register as _register_filters  #
 from alphazero_concepts.play.commands import register as _register_play  # noqa: E402
 from alphazero_concepts.probing.commands import register as _register_probing  # noqa: E402
 from alphazero_concepts.puzzles.commands import register as _register_puzzles  # noqa: E402
+from alphazero_concepts.training.commands import register_data as _register_data  # noqa: E402
 from alphazero_concepts.training.commands import register_train as _register_train  # noqa: E402
 
 _register_puzzles(app)
@@ -466,6 +530,7 @@ _register_play(app)
 _register_distributed(app)
 _register_arena(app)
 _register_train(train_app)
+_register_data(app)
 _register_filters(app)
 _register_probing(app)
 

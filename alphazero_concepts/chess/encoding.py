@@ -31,7 +31,7 @@ move's perspective):
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import chess
@@ -300,11 +300,29 @@ def boards_to_arrays(boards: Sequence[chess.Board]) -> PositionArrays:
     )
 
 
-def game_to_arrays(start: chess.Board, moves: Sequence[chess.Move]) -> PositionArrays:
-    """Arrays for every position of a game: before move 0, 1, …, len(moves)-1 (len(moves) positions).
+@dataclass
+class GameSnapshots:
+    """Per-position facts of one game without the history gather: what `with_history` turns into arrays.
 
-    One pass over the game (no copying and popping per position), for training on many games.
-    `start` may carry its own earlier moves; they are ignored (the game's history starts at `start`).
+    snaps: (N, 12) uint64 piece bitboards (as `board_bitboards`); the other fields as in `PositionArrays`, with
+    `repetitions` (N,) for the position itself. Compact (about 110 bytes a position), so a whole training set of
+    millions of positions fits in memory and the history is gathered per batch.
+    """
+
+    snaps: np.ndarray
+    repetitions: np.ndarray
+    turn: np.ndarray
+    castling: np.ndarray
+    ply: np.ndarray
+    halfmove: np.ndarray
+
+
+def game_snapshots(start: chess.Board, moves: Sequence[chess.Move],
+                   visit: Callable[[int, chess.Board], None] | None = None) -> GameSnapshots:
+    """Snapshots of every position of a game: before move 0, 1, …, len(moves)-1 (one pass, no copies).
+
+    `visit(i, board)` (optional) sees the board before move i is pushed, e.g. to read labels in its frame; it must
+    not change the board. `start`'s own earlier moves are ignored (the game's history starts at `start`).
     """
     board = start.copy(stack=False)
     n = len(moves)
@@ -326,14 +344,36 @@ def game_to_arrays(start: chess.Board, moves: Sequence[chess.Move]) -> PositionA
         castling[i] = castling_bits(board)
         ply[i] = _ply_of(board)
         halfmove[i] = hm
+        if visit is not None:
+            visit(i, board)
         board.push(move)
-    # gather history: step s of position i is position i - s (zero before the game's start)
-    idx = np.arange(n)[:, None] - np.arange(HISTORY_STEPS)[None, :]
-    valid = idx >= 0
+    return GameSnapshots(snaps, reps, turn, castling, ply, halfmove)
+
+
+def with_history(snapshots: GameSnapshots, rows: np.ndarray, first: np.ndarray) -> PositionArrays:
+    """`PositionArrays` of positions `rows` of concatenated snapshots, each with the up-to-7 positions before it.
+
+    `first[k]` is the row of the first position of row k's game: history never reaches across games (missing
+    steps are zero, as at a game's start).
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    idx = rows[:, None] - np.arange(HISTORY_STEPS)[None, :]
+    valid = idx >= np.asarray(first, dtype=np.int64)[:, None]
     idx = np.where(valid, idx, 0)
-    bitboards = np.where(valid[..., None], snaps[idx], np.uint64(0))
-    repetitions = np.where(valid, reps[idx], 0).astype(np.int8)
-    return PositionArrays(bitboards, repetitions, turn, castling, ply, halfmove)
+    bitboards = np.where(valid[..., None], snapshots.snaps[idx], np.uint64(0))
+    repetitions = np.where(valid, snapshots.repetitions[idx], 0).astype(np.int8)
+    return PositionArrays(bitboards, repetitions, snapshots.turn[rows], snapshots.castling[rows],
+                          snapshots.ply[rows], snapshots.halfmove[rows])
+
+
+def game_to_arrays(start: chess.Board, moves: Sequence[chess.Move]) -> PositionArrays:
+    """Arrays for every position of a game: before move 0, 1, …, len(moves)-1 (len(moves) positions).
+
+    One pass over the game (no copying and popping per position), for training on many games.
+    `start` may carry its own earlier moves; they are ignored (the game's history starts at `start`).
+    """
+    n = len(moves)
+    return with_history(game_snapshots(start, moves), np.arange(n), np.zeros(n, dtype=np.int64))
 
 
 def arrays_to_planes(arrays: PositionArrays) -> np.ndarray:

@@ -59,6 +59,11 @@ def register_train(train_app: typer.Typer) -> None:
         opening_plies: Annotated[int, typer.Option(help="Plies taken from --openings-pgn games")] = 8,
         work: Annotated[Path | None, typer.Option(help="Replay shards, PGNs and training state "
                                                        "(default: OUT/selfplay)")] = None,
+        gate_games: Annotated[int, typer.Option(help="Arena gate: games of each new network against the best one "
+                                                     "(0: no gate, every iteration joins the series)")] = 0,
+        gate_sims: Annotated[int, typer.Option(help="Simulations a move in gate games (both sides)")] = 64,
+        gate_threshold: Annotated[float, typer.Option(help="Gate: accept when the new network scores at least "
+                                                           "this")] = 0.5,
         seed: Annotated[int, typer.Option()] = 0,
         threads: Annotated[int, typer.Option(help="Torch CPU threads (1 is faster on a shared machine)")] = 1,
         device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto")] = "cpu",
@@ -77,7 +82,8 @@ def register_train(train_app: typer.Typer) -> None:
                                     batch_size=batch_size, lr=lr, window=window, max_plies=max_plies,
                                     resign_threshold=resign_threshold, no_resign_fraction=no_resign,
                                     openings_pgn=str(openings_pgn) if openings_pgn else None,
-                                    opening_plies=opening_plies, seed=seed, threads=threads, device=device)
+                                    opening_plies=opening_plies, seed=seed, threads=threads, device=device,
+                                    gate_games=gate_games, gate_simulations=gate_sims, gate_threshold=gate_threshold)
         except ValueError as exc:
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(code=2) from exc
@@ -105,3 +111,102 @@ def register_train(train_app: typer.Typer) -> None:
                 console.print(f"[red]error:[/red] {exc}")
                 raise typer.Exit(code=2) from exc
         console.print(f"series {out}: {len(series)} checkpoints, last {series.names[-1]}")
+
+
+def register_data(app: typer.Typer) -> None:
+    """Add the `azc data` group: engine-labelled games for distillation."""
+    data_app = typer.Typer(help="Make training data: engine self-play games and engine labels for network games.",
+                           no_args_is_help=True)
+    app.add_typer(data_app, name="data")
+
+    @data_app.command("engine-games")
+    def engine_games_cmd(
+        out: Annotated[Path, typer.Option("--out", help="Output file (.jsonl.gz); an existing one is extended")],
+        games: Annotated[int, typer.Option("--games", help="Stop when the file holds games 0 … N−1")],
+        nodes: Annotated[int, typer.Option(help="Stockfish nodes per position (label and move choice)")] = 2000,
+        multipv: Annotated[int, typer.Option(help="Moves scored per position")] = 4,
+        seed: Annotated[int, typer.Option(help="Game i uses the random seed '{seed}-{i}'")] = 0,
+        workers: Annotated[int, typer.Option(help="Engine processes (one thread each)")] = 1,
+        max_plies: Annotated[int, typer.Option(help="Adjudicate a draw after this many plies")] = 300,
+        stockfish: Annotated[str | None, typer.Option(help="Stockfish binary (default: found on PATH)")] = None,
+    ) -> None:
+        """Stockfish self-play games with every position labelled by the same search (MultiPV scores, WDL);
+        resumable: a kill loses at most the games in hand, a re-run plays only the missing ones."""
+        from alphazero_concepts.training.engine_games import EngineGamesConfig, EngineMissing, make_engine_games
+
+        if games < 1 or workers < 1:
+            console.print("[red]error:[/red] --games and --workers must be ≥ 1")
+            raise typer.Exit(code=2)
+        try:
+            config = EngineGamesConfig(nodes=nodes, multipv=multipv, seed=seed, max_plies=max_plies)
+        except ValueError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=2) from exc
+        with Progress(TextColumn("[bold]engine games[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=console) as progress:
+            task = progress.add_task("games", total=games, info="")
+            positions = [0]
+
+            def on_game(game: dict, done: int) -> None:
+                positions[0] += len(game["plies"])
+                progress.update(task, completed=done, info=f"{positions[0]} positions, last {game['result']} "
+                                                           f"({game['termination']})")
+
+            try:
+                added = make_engine_games(out, games, config, workers=workers, stockfish=stockfish, on_game=on_game)
+            except EngineMissing as exc:
+                console.print(f"[red]error:[/red] {exc}")
+                raise typer.Exit(code=2) from exc
+        console.print(f"{out}: {added} games added ({positions[0]} positions); the file holds {games} games")
+
+    @data_app.command("label-games")
+    def label_games_cmd(
+        pgn: Annotated[Path, typer.Option("--pgn", help="Games a network played (e.g. a self-play or arena PGN)")],
+        out: Annotated[Path, typer.Option("--out", help="Output file (.jsonl.gz); an existing one is extended")],
+        nodes: Annotated[int, typer.Option(help="Stockfish nodes per position")] = 2000,
+        multipv: Annotated[int, typer.Option(help="Moves scored per position")] = 4,
+        stockfish: Annotated[str | None, typer.Option(help="Stockfish binary (default: found on PATH)")] = None,
+    ) -> None:
+        """Label every position of network-played games with Stockfish (DAgger-style data for distillation);
+        resumable by game index. Meant for machine games only: the human games stay the novelty filter's side."""
+        import chess
+
+        from alphazero_concepts.chess.positions import InputError, ReadReport, read_pgn_games
+        from alphazero_concepts.training.engine_data import append_game
+        from alphazero_concepts.training.engine_games import (
+            EngineGamesConfig,
+            EngineMissing,
+            finished_games,
+            label_moves,
+            open_engine,
+            repair,
+        )
+
+        if not pgn.is_file():
+            console.print(f"[red]error:[/red] {pgn}: no such PGN file")
+            raise typer.Exit(code=2)
+        config = EngineGamesConfig(nodes=nodes, multipv=multipv)
+        try:
+            engine = open_engine(stockfish)
+        except EngineMissing as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=2) from exc
+        report = ReadReport(source=str(pgn))
+        repair(out)
+        done = finished_games(out)
+        added = 0
+        try:
+            for i, game in enumerate(read_pgn_games(pgn, report=report)):
+                if i in done or not game.moves:
+                    continue
+                append_game(out, label_moves(engine, i, chess.Board(game.start_fen), game.moves, config,
+                                             game.result))
+                added += 1
+                console.print(f"game {i}: {len(game.moves)} positions labelled", highlight=False)
+        except InputError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(code=2) from exc
+        finally:
+            engine.quit()
+        console.print(f"{out}: {added} games labelled; {report.summary()}")

@@ -20,7 +20,10 @@ One iteration i:
    from the shards of the last `window` iterations: cross-entropy against the visit distribution + value MSE
    (the supervised `train_step`, with soft targets). A small learning rate fine-tunes a supervised checkpoint
    without wrecking it.
-5. **Checkpoint** `rl-{i:03d}` into the output series (float16, stage "selfplay", parent = the previous one, game
+5. **Gate** (when `gate_games` > 0, `training.gate`): the trained network plays the one that played the games;
+   it joins the series only if it does not lose (score ≥ `gate_threshold`, with its 95% interval in `gate.jsonl`
+   and the checkpoint's `extra.gate`); a rejected one is recorded, not bundled, and the best network keeps playing.
+6. **Checkpoint** `rl-{i:03d}` into the output series (float16, stage "selfplay", parent = the previous one, game
    and loss statistics in `extra`), then the full-precision training state (weights, optimiser) atomically.
 
 Resuming (after a kill, even `kill -9`): the work directory's `state.pt` says which iteration finished last;
@@ -53,11 +56,13 @@ from alphazero_concepts.nn.checkpoints import CheckpointError, CheckpointMeta, S
 from alphazero_concepts.nn.network import AZNet, DictConfig, NetConfig, resolve_device
 from alphazero_concepts.search.mcts import MCTS, Evaluator, MCTSConfig, NetEvaluator
 from alphazero_concepts.search.roots import bundled_openings
+from alphazero_concepts.training.gate import play_gate
 from alphazero_concepts.training.replay import ReplayBuffer, ReplayError, ReplayShard
 from alphazero_concepts.training.supervised import Batch, evaluate_batch, train_step
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "selfplay.json"
+GATE_FILE = "gate.jsonl"
 RESULT_WHITE = {"1-0": 1.0, "0-1": -1.0, "1/2-1/2": 0.0}
 # Mean self-play game length (searched plies, after the opening) assumed by `bench_selfplay` to turn positions/s
 # into games/hour: 125.6 in one iteration of 16 games of the bundled teacher (sup-002000, 32 simulations, resign
@@ -100,6 +105,10 @@ class SelfPlayConfig(DictConfig):
     value_weight: float = 1.0
     window: int = 4  # train on the shards of the last `window` iterations
     eval_positions: int = 512  # positions of the new shard on which the loss is measured before/after training
+    # arena gate (training.gate): 0 games = every iteration joins the series
+    gate_games: int = 0
+    gate_simulations: int = 64
+    gate_threshold: float = 0.5
     # run
     seed: int = 0
     device: str = "cpu"
@@ -112,7 +121,8 @@ class SelfPlayConfig(DictConfig):
                      "batch_size", "window", "save_every_games", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SelfPlayConfig.{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("steps", "temperature_plies", "opening_plies", "resign_min_plies", "eval_positions"):
+        for name in ("steps", "temperature_plies", "opening_plies", "resign_min_plies", "eval_positions",
+                     "gate_games"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SelfPlayConfig.{name} must be ≥ 0, got {getattr(self, name)}")
         if not 0.0 <= self.no_resign_fraction <= 1.0:
@@ -121,6 +131,8 @@ class SelfPlayConfig(DictConfig):
             raise ValueError("SelfPlayConfig temperatures must be ≥ 0")
         if self.lr <= 0:
             raise ValueError(f"SelfPlayConfig.lr must be > 0, got {self.lr}")
+        if not 0.0 <= self.gate_threshold <= 1.0 or self.gate_simulations < 1:
+            raise ValueError("SelfPlayConfig.gate_threshold must be in [0, 1] and gate_simulations ≥ 1")
 
     def mcts_config(self) -> MCTSConfig:
         return MCTSConfig(simulations=self.simulations, c_init=self.c_init, fpu_reduction=self.fpu_reduction,
@@ -510,6 +522,7 @@ class _Start:
     done: int
     totals: dict
     optimizer: dict | None = None
+    best: dict | None = None  # weights of the gate's best network when it is not `net`
 
 
 def _start_or_resume(start: str | Path, out: Path, work: Path, buffer: ReplayBuffer, device: torch.device,
@@ -524,7 +537,8 @@ def _start_or_resume(start: str | Path, out: Path, work: Path, buffer: ReplayBuf
         net = AZNet(NetConfig.from_dict(state["config"]))
         net.load_state_dict(state["model"])
         net.to(device)
-        begin = _Start(net, state["parent"], int(state["iteration"]), dict(state["totals"]), state["optimizer"])
+        begin = _Start(net, state["parent"], int(state["iteration"]), dict(state["totals"]), state["optimizer"],
+                       state.get("best_model"))
         say(f"resuming from {state_path}: iteration {begin.done} finished ({begin.parent}); --from is not used")
     else:
         loaded, meta = load_network(str(start), device)
@@ -619,7 +633,13 @@ def run_selfplay(config: SelfPlayConfig, start: str | Path, out: str | Path, *, 
     if begin.optimizer is not None:
         opt.load_state_dict(begin.optimizer)
     info = {"policy_format": net.format.name, "policy_size": net.format.policy_size, "config": config.to_dict()}
-    evaluator = NetEvaluator(net)
+    best = net
+    if config.gate_games > 0:  # the gate's best network plays; `net` trains
+        best = copy.deepcopy(net)
+        if begin.best is not None:
+            best.load_state_dict(begin.best)
+        best.eval()
+    evaluator = NetEvaluator(best)
     t_run = time.time()
 
     for it in range(begin.done + 1, iterations + 1):
@@ -642,10 +662,28 @@ def run_selfplay(config: SelfPlayConfig, start: str | Path, out: str | Path, *, 
                               positions_seen=totals["positions_seen"], games_seen=totals["games_seen"],
                               parent=parent, stage="selfplay", seed=config.seed, wall_time_s=totals["wall_time_s"],
                               extra=_json_safe(summary))
-        series.add(net, meta, half=True)
-        parent = summary["checkpoint"]
+        if config.gate_games > 0:
+            net.eval()
+            gate = play_gate(net, best, config.gate_games, config.gate_simulations, openings,
+                             threshold=config.gate_threshold, max_plies=config.max_plies)
+            summary["gate"] = gate.to_dict()
+            meta.extra["gate"] = gate.to_dict()
+            with open(work / GATE_FILE, "a") as fh:
+                fh.write(json.dumps({"iteration": it, "candidate": summary["checkpoint"], "best": parent,
+                                     **gate.to_dict()}) + "\n")
+            lo, hi = gate.ci
+            say(f"gate: {summary['checkpoint']} vs {parent} +{gate.wins} ={gate.draws} -{gate.losses}, score "
+                f"{gate.score:.3f} [{lo:.3f}, {hi:.3f}] → {'accepted' if gate.accepted else 'rejected (not bundled)'}")
+        if config.gate_games == 0 or summary["gate"]["accepted"]:
+            series.add(net, meta, half=True)
+            parent = summary["checkpoint"]
+            if best is not net:
+                best.load_state_dict(net.state_dict())
+                best.eval()
+                evaluator = NetEvaluator(best)
+        extra_state = {"best_model": best.state_dict()} if best is not net else {}
         _save_state(work / STATE_FILE, net, opt, {"iteration": it, "parent": parent,
-                                                  "config": net.config.to_dict(), "totals": totals})
+                                                  "config": net.config.to_dict(), "totals": totals, **extra_state})
         if on_iteration:
             on_iteration(summary)
     if begin.done >= iterations:
