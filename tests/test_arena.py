@@ -523,3 +523,31 @@ def test_arena_cli(series: Series, tmp_path: Path, fake_engine: Path, monkeypatc
     assert Series.open(series.directory).meta("c0").elo == 0.0
     res = runner.invoke(app, ["arena", "--series", str(series.directory), "--checkpoints", "c9"])
     assert res.exit_code == 2 and "c9" in res.output
+
+
+@pytest.mark.integration
+def test_ladder_plays_maia_levels_with_their_own_simulations(series: Series, tmp_path: Path) -> None:
+    """`vs_maia` rows: the strongest checkpoint against lc0-format 'Maia' networks, with sims on both sides; each
+    checkpoint row carries its held-out value MSE."""
+    from alphazero_concepts.nn.lc0 import Lc0Config, Lc0Net, save_lc0
+
+    maia_dir = tmp_path / "maia"
+    maia_dir.mkdir()
+    torch.manual_seed(0)
+    config = Lc0Config(blocks=1, channels=8, se=True, se_channels=2, policy_head="classical", policy_channels=4,
+                       value_channels=2, value_hidden=8, wdl=True)
+    for rating in (1100, 1900):
+        save_lc0(maia_dir / f"maia-{rating}.pb.gz", Lc0Net(config).eval())
+    series.entries[-1].extra["value_mse"] = 0.123
+    series.write_manifest()
+    cfg = LadderConfig(games=2, simulations=2, max_plies=12, maia=("maia-1100", "maia-1900"), maia_simulations=3,
+                       maia_dir=str(maia_dir), checkpoints=("c1", "c2"))
+    result = Ladder(series, tmp_path / "arena", cfg, openings=OPENINGS).run()
+    rows = result["vs_maia"]
+    assert [r["maia"] for r in rows] == ["maia-1100", "maia-1900"]
+    for r in rows:
+        assert r["games"] == 2 and r["sims"] == 2 and r["maia_sims"] == 3 and 0 <= r["score"] <= 1
+        assert r["checkpoint"] == result["stockfish_chosen_as_strongest"]
+    assert [c.get("value_mse") for c in result["checkpoints"]] == [None, 0.123]
+    with pytest.raises(ValueError, match="no Maia weights for maia-1500"):
+        Ladder(series, tmp_path / "arena2", replace(cfg, maia=("maia-1500",)), openings=OPENINGS)

@@ -71,6 +71,12 @@ def arena(
         "--stockfish", help="Stockfish binary (default: stockfish on PATH or in /usr/games)")] = None,
     stockfish_vs: Annotated[list[str] | None, typer.Option(
         "--stockfish-vs", help="Checkpoints that play Stockfish (default: the strongest)")] = None,
+    maia: Annotated[list[str] | None, typer.Option(
+        "--maia", help="Maia levels (human yardsticks) for --stockfish-vs to play, e.g. maia-1100,maia-1900")] = None,
+    maia_sims: Annotated[int | None, typer.Option("--maia-sims", help="Maia's simulations a move (default: --sims)")
+                         ] = None,
+    maia_dir: Annotated[Path | None, typer.Option("--maia-dir", help="Folder of maia-<rating>.pb.gz (default: "
+                                                                    "../shared/data/models/maia)")] = None,
     ci: Annotated[str, typer.Option("--ci", help="Elo intervals: fisher (Hessian) or bootstrap")] = "fisher",
     sts: Annotated[Path | None, typer.Option("--sts", help="STS EPD file: add each checkpoint's STS score")] = None,
     sts_sims: Annotated[int | None, typer.Option("--sts-sims", help="Simulations for STS (default: --sims)")] = None,
@@ -96,6 +102,8 @@ def arena(
                               stockfish_skill=tuple(_ints(stockfish_skill, "--stockfish-skill")),
                               stockfish_movetime=stockfish_movetime, stockfish_nodes=stockfish_nodes,
                               stockfish_path=stockfish, stockfish_vs=tuple(_names(stockfish_vs)), ci=ci,
+                              maia=tuple(_names(maia)), maia_simulations=maia_sims,
+                              maia_dir=str(maia_dir) if maia_dir else None,
                               sts_suite=str(sts) if sts else None, sts_simulations=sts_sims, device=device)
         ladder = Ladder(s, out or Path("runs/arena") / s.name, config)
     except (CheckpointError, ValueError) as exc:
@@ -145,6 +153,10 @@ def _print_ladder(ladder: dict) -> None:
     for row in ladder["vs_stockfish"]:
         console.print(f"{row['checkpoint']} vs {row['stockfish']}: +{row['wins']} ={row['draws']} -{row['losses']} "
                       f"(score {row['score']:.3f} over {row['games']} games)")
+    for row in ladder.get("vs_maia", []):
+        console.print(f"{row['checkpoint']} ({row['sims']} sims) vs {row['maia']} ({row['maia_sims']} sims): "
+                      f"+{row['wins']} ={row['draws']} -{row['losses']} (score {row['score']:.3f} over "
+                      f"{row['games']} games)")
 
 
 def sts(

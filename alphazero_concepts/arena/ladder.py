@@ -13,8 +13,9 @@ at once, so a restarted pairing replays only the games that had not ended.
 
 The final fit (see `elo`) is anchored at the first checkpoint = 0, and separately, when Stockfish played at
 UCI_Elo levels, with each level fixed at its UCI_Elo. ``ladder.json`` holds at least ``checkpoints: [{name, elo,
-elo_ci, games}]`` in series order and ``vs_stockfish: [{checkpoint, uci_elo, games, score}]``; PGNs go to
-``games/`` and the plot to ``ladder.png``.
+elo_ci, games, value_mse}]`` in series order, ``vs_stockfish: [{checkpoint, uci_elo, games, score, sims}]`` and
+``vs_maia: [{checkpoint, maia, games, score, sims, maia_sims}]`` (Maia levels, human yardsticks, searching with
+`maia_simulations`, by default as many as ours); PGNs go to ``games/`` and the plot to ``ladder.png``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from alphazero_concepts.plotting import pyplot, save_figure
 from alphazero_concepts.search.roots import bundled_openings
 
 LADDER_SCHEMA = "alphazero-concepts/ladder/1"
+DEFAULT_MAIA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "models" / "maia"
 RESULTS_SCHEMA = "alphazero-concepts/arena-results/1"
 LadderProgress = Callable[[str, int, int], None]  # (pairing label, games finished, games in the pairing)
 
@@ -59,14 +61,17 @@ class LadderConfig(DictConfig):
     stockfish_movetime: float | None = 0.1  # seconds per move (ignored when stockfish_nodes is set)
     stockfish_nodes: int | None = None
     stockfish_path: str | None = None
-    stockfish_vs: tuple[str, ...] = ()  # checkpoints that play Stockfish; empty = the strongest
+    stockfish_vs: tuple[str, ...] = ()  # checkpoints that play Stockfish (and Maia); empty = the strongest
+    maia: tuple[str, ...] = ()  # human yardsticks, e.g. ("maia-1100", "maia-1900"): lc0 weights in `maia_dir`
+    maia_simulations: int | None = None  # Maia's simulations a move (default: `simulations`, same as ours)
+    maia_dir: str | None = None  # folder of maia-<rating>.pb.gz (default: ../shared/data/models/maia if present)
     ci: str = "fisher"  # "fisher" (Hessian) or "bootstrap"
     sts_suite: str | None = None  # STS EPD: score every checkpoint and add the totals to ladder.json
     sts_simulations: int | None = None  # default: `simulations`
     device: str = "cpu"
 
     def __post_init__(self) -> None:
-        for name in ("checkpoints", "stockfish_elo", "stockfish_skill", "stockfish_vs"):
+        for name in ("checkpoints", "stockfish_elo", "stockfish_skill", "stockfish_vs", "maia"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.games < 1 or self.simulations < 0 or self.max_plies < 1:
             raise ValueError("games and max_plies must be ≥ 1 and simulations ≥ 0")
@@ -74,6 +79,16 @@ class LadderConfig(DictConfig):
             raise ValueError(f"ci must be 'fisher' or 'bootstrap', got {self.ci!r}")
         if self.stockfish_nodes is None and self.stockfish_movetime is None and self.stockfish_levels():
             raise ValueError("Stockfish needs a budget: stockfish_movetime or stockfish_nodes")
+
+    def maia_path(self, name: str) -> Path:
+        """The weight file of Maia level `name` ("maia-1900"); ValueError naming where it was looked for."""
+        if not name.startswith("maia-") or not name[5:].isdigit():
+            raise ValueError(f"Maia levels are named like 'maia-1900', got {name!r}")
+        directory = Path(self.maia_dir) if self.maia_dir else DEFAULT_MAIA_DIR
+        path = directory / f"{name}.pb.gz"
+        if not path.is_file():
+            raise ValueError(f"{path}: no Maia weights for {name} (pass --maia-dir, the folder of maia-*.pb.gz)")
+        return path
 
     def stockfish_levels(self) -> list[tuple[int | None, int | None]]:
         """(uci_elo, skill_level) of every Stockfish level to play."""
@@ -91,6 +106,8 @@ def _spec(name: str, config: LadderConfig) -> str:
         budget = config.stockfish_budget()
         return f"{name}@" + (f"nodes={budget['nodes']}" if budget["nodes"] is not None else
                              f"movetime={budget['movetime']:g}")
+    if name.startswith("maia-") and config.maia_simulations is not None:
+        return f"{name}@sims={config.maia_simulations}"
     return f"{name}@sims={config.simulations}"
 
 
@@ -168,8 +185,10 @@ class Ladder:
         for n in self.config.stockfish_vs:
             if n not in self.names:
                 raise ValueError(f"stockfish_vs names {n!r}, which is not among the ladder's checkpoints")
-        if len(self.names) < 2 and not self.config.stockfish_levels():
-            raise ValueError("a ladder needs at least two checkpoints or a Stockfish level")
+        if len(self.names) < 2 and not self.config.stockfish_levels() and not self.config.maia:
+            raise ValueError("a ladder needs at least two checkpoints, a Stockfish level or a Maia level")
+        for m in self.config.maia:
+            self.config.maia_path(m)  # fail before any game
         if self.config.games > 2 * len(self.openings) and len(self.names) > 1:
             warnings.warn(f"{self.config.games} games per pairing but only {len(self.openings)} openings: games "
                           "between two checkpoints are deterministic, so an opening played twice with one colour "
@@ -183,7 +202,13 @@ class Ladder:
     def _player(self, name: str) -> Player:
         if name not in self._players:
             cfg = self.config
-            if name.startswith("stockfish-"):
+            if name.startswith("maia-"):
+                from alphazero_concepts.nn.lc0 import load_lc0
+
+                net, _ = load_lc0(cfg.maia_path(name), cfg.device)
+                sims = cfg.simulations if cfg.maia_simulations is None else cfg.maia_simulations
+                self._players[name] = MCTSPlayer(net, sims, name=name)
+            elif name.startswith("stockfish-"):
                 elo, skill = next((e, s) for e, s in cfg.stockfish_levels() if stockfish_name(e, s) == name)
                 budget = cfg.stockfish_budget()
                 self._players[name] = StockfishPlayer(elo, skill, movetime=budget["movetime"], nodes=budget["nodes"],
@@ -257,17 +282,21 @@ class Ladder:
             vs = list(cfg.stockfish_vs) or [strongest]
             sf_pairs = [(ck, lvl) for ck in vs for lvl in levels]
             self._play(sf_pairs, progress)
+            maia_pairs = [(ck, m) for ck in vs for m in cfg.maia]
+            self._play(maia_pairs, progress)
         finally:
             self.close()
-        ladder = self._ladder(pairs, sf_pairs, strongest)
+        ladder = self._ladder(pairs, sf_pairs, strongest, maia_pairs)
         atomic_write_bytes(self.out / "ladder.json", (json.dumps(ladder, indent=2) + "\n").encode())
         plot_ladder(ladder, self.out / "ladder.png")
         return ladder
 
     # -- results ---------------------------------------------------------------------------------------------
-    def _ladder(self, pairs: list[tuple[str, str]], sf_pairs: list[tuple[str, str]], planned_strongest: str) -> dict:
+    def _ladder(self, pairs: list[tuple[str, str]], sf_pairs: list[tuple[str, str]], planned_strongest: str,
+                maia_pairs: list[tuple[str, str]] = ()) -> dict:  # type: ignore[assignment]
         cfg = self.config
-        keys = [pairing_key(a, b, cfg) for a, b in [*pairs, *sf_pairs]]
+        maia_pairs = list(maia_pairs)
+        keys = [pairing_key(a, b, cfg) for a, b in [*pairs, *sf_pairs, *maia_pairs]]
         fit = self._fit(keys, {self.names[0]: 0.0})
         sf_scale = None
         sf_anchor = {stockfish_name(e, None): float(e) for e in cfg.stockfish_elo}
@@ -285,7 +314,7 @@ class Ladder:
             meta = self.series.meta(n)
             row = {"name": n, "elo": fit.ratings.get(n), "elo_ci": list(fit.ci[n]) if n in fit.ci else None,
                    "games": int(fit.games.get(n, 0)), "step": meta.step, "stage": meta.stage,
-                   "positions_seen": meta.positions_seen}
+                   "positions_seen": meta.positions_seen, "value_mse": meta.extra.get("value_mse")}
             checkpoints.append(row)
         levels = []
         for e, s in cfg.stockfish_levels():
@@ -293,8 +322,8 @@ class Ladder:
             if lvl in fit.ratings:
                 levels.append({"name": lvl, "uci_elo": e, "skill_level": s, "elo": fit.ratings[lvl],
                                "elo_ci": list(fit.ci[lvl]), "games": int(fit.games[lvl])})
-        vs_sf, pair_rows = [], []
-        for a, b in [*pairs, *sf_pairs]:
+        vs_sf, vs_maia, pair_rows = [], [], []
+        for a, b in [*pairs, *sf_pairs, *maia_pairs]:
             r = self.results[pairing_key(a, b, cfg)]
             row = {"a": a, "b": b, "games": r.n_games, "wins": r.wins, "draws": r.draws, "losses": r.losses,
                    "score": r.score, "adjudicated": r.adjudicated, "wall_s": r.wall_s, "pgn": r.pgn,
@@ -304,9 +333,14 @@ class Ladder:
                 vs_sf.append({"checkpoint": a, "stockfish": b, "uci_elo": r.budget_b.get("uci_elo"),
                               "skill_level": r.budget_b.get("skill_level"), "games": r.n_games, "wins": r.wins,
                               "draws": r.draws, "losses": r.losses, "score": r.score, "simulations": cfg.simulations,
+                              "sims": r.budget_a.get("simulations", cfg.simulations),
                               "movetime": r.budget_b.get("movetime"), "nodes": r.budget_b.get("nodes"),
                               "engine": r.budget_b.get("engine"), "wall_s": r.wall_s,
                               "stockfish_stats": r.stats_b, "checkpoint_stats": r.stats_a})
+            if (a, b) in maia_pairs:
+                vs_maia.append({"checkpoint": a, "maia": b, "games": r.n_games, "wins": r.wins, "draws": r.draws,
+                                "losses": r.losses, "score": r.score, "sims": r.budget_a.get("simulations"),
+                                "maia_sims": r.budget_b.get("simulations"), "wall_s": r.wall_s})
         total_games = sum(r["games"] for r in pair_rows)
         total_s = sum(r["wall_s"] for r in pair_rows)
         ladder = {
@@ -327,6 +361,7 @@ class Ladder:
             "stockfish_levels": levels,
             "elo_stockfish_scale": sf_scale,
             "vs_stockfish": vs_sf,
+            "vs_maia": vs_maia,
             "pairs": pair_rows,
             "openings": [name for name, _ in self.openings],
             "timing": {"games": total_games, "wall_s": total_s,
