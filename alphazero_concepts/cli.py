@@ -273,7 +273,7 @@ def mine(
     layer: Annotated[str, typer.Option("--layer", help="Layer to mine")],
     out: Annotated[Path, typer.Option("--out", help="Directory for concepts.jsonl + vectors.npz")],
     model: ModelOpt = None,
-    player: Annotated[str, typer.Option(help="'one' (every other state) or 'both'")] = "one",
+    player: Annotated[str, typer.Option(help="'one' (the states where the root's side is to move) or 'both'")] = "one",
     device: DeviceOpt = "cpu",
 ) -> None:
     """Dynamic concepts: one sparse vector per root where the chosen line beats every sub-par line."""

@@ -122,7 +122,7 @@ class CollectStage(DictConfig):
 @dataclass(frozen=True)
 class MineStage(DictConfig):
     layers: tuple[str, ...] = ("block3", "block5")
-    player: str = "one"  # "one" (every other state) or "both"
+    player: str = "one"  # "one" (states where the root's side is to move) or "both"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))

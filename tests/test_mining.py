@@ -89,7 +89,11 @@ def test_dynamic_concept_recovers_a_planted_direction() -> None:
 
 
 def test_dynamic_steps_skip_shared_states_and_alternate_for_one_player() -> None:
-    assert dynamic_steps(11, 0, "one") == [1, 3, 5, 7, 9]
+    # one player: only states where the root's side is to move (even t), whatever the branch's parity
+    assert dynamic_steps(11, 0, "one") == [2, 4, 6, 8, 10]
+    assert dynamic_steps(11, 1, "one") == [2, 4, 6, 8, 10]
+    assert dynamic_steps(11, 2, "one") == [4, 6, 8, 10]
+    assert dynamic_steps(2, 0, "one") == []
     assert dynamic_steps(11, 3, "both") == [4, 5, 6, 7, 8, 9, 10]
     with pytest.raises(MiningError, match="player"):
         dynamic_steps(11, 0, "white")
@@ -189,3 +193,25 @@ def test_column_generation_reaches_the_full_lps_optimum(slack: bool, monkeypatch
     assert lp.objective + 10 * lp.slack_total == pytest.approx(conic.objective + 10 * conic.slack_total, rel=1e-4)
     if not slack:
         assert (diffs @ lp.vector >= 1 - 1e-6).all()
+
+
+def test_static_validation_chooses_its_layer_on_validation_and_reports_test() -> None:
+    """The best layer is chosen on a validation split, never on the split whose accuracy is reported."""
+    import torch
+
+    from alphazero_concepts.concepts.validation import ValidationConfig, choose_layer, piece_concepts
+    from alphazero_concepts.nn.network import AZNet, NetConfig
+
+    planted = {"stem": {"val_pair_accuracy": 0.9, "test_pair_accuracy": 0.7},
+               "block0": {"val_pair_accuracy": 0.8, "test_pair_accuracy": 0.99}}
+    assert choose_layer(planted) == "stem"  # the test split's favourite is not picked
+    torch.manual_seed(0)
+    net = AZNet(NetConfig(blocks=1, channels=8, value_channels=2, value_hidden=8)).eval()
+    result = piece_concepts(net, ValidationConfig(positions=300, layers=("stem", "block0"), pairs=80))
+    split = result["split"]
+    assert split["train"] + split["validation"] + split["test"] == result["positions"]
+    assert min(split.values()) > 30
+    for concept in result["concepts"].values():
+        layers = concept["layers"]
+        assert concept["best_layer"] == max(layers, key=lambda k: layers[k]["val_pair_accuracy"])
+        assert concept["best_acc"] == layers[concept["best_layer"]]["test_pair_accuracy"]

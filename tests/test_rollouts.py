@@ -114,3 +114,52 @@ def test_rollouts_round_trip_as_json(rolled) -> None:
     assert [r.to_dict() for r in again] == [r.to_dict() for r in results]
     boards = again[0].boards(again[0].subpar[0])
     assert len(boards) == len(again[0].subpar[0].steps)
+
+
+def test_single_player_steps_compare_only_the_roots_side_in_a_real_rollout() -> None:
+    """Every state a single-player dynamic concept compares has the root's side to move, in both lines, for
+    branches at even and odd plies alike (the latents are then all in that player's frame)."""
+    from alphazero_concepts.concepts.mining import dynamic_steps
+
+    mcts = MCTS(NetEvaluator(tiny(2)), MCTSConfig(simulations=40))
+    roots = [board for _, board in bundled_openings()[:3]]
+    results = rollouts(mcts, roots, RolloutConfig(length=5, max_branch=2, max_subpar=80, simulations=40))
+    parities, compared = set(), 0
+    for rollout in results:
+        root_turn = rollout.root_board().turn
+        for line in rollout.subpar:
+            parities.add(line.branch % 2)
+            for t in dynamic_steps(len(rollout.chosen.steps), line.branch, "one"):
+                if t >= len(line.steps):
+                    continue
+                compared += 1
+                assert chess.Board(line.steps[t].fen).turn == root_turn
+                assert chess.Board(rollout.chosen.steps[t].fen).turn == root_turn
+                assert line.steps[t].fen != rollout.chosen.steps[t].fen or t <= line.branch + 1
+    assert compared > 0 and parities == {0, 1}, parities
+
+
+@pytest.mark.parametrize("setup", ["repetition", "fifty"])
+def test_lines_end_at_a_position_drawn_by_rule(setup: str) -> None:
+    """A root drawn by threefold repetition or the fifty-move rule gets no move (no 0-visit 'first legal move')
+    and no sub-par line; the same holds for any state of a line."""
+    if setup == "repetition":
+        board = chess.Board()
+        for san in ["Nf3", "Nf6", "Ng1", "Ng8"] * 2:
+            board.push_san(san)
+        assert board.is_repetition(3)
+    else:
+        board = chess.Board("4k3/8/8/8/8/8/R7/4K3 w - - 100 90")
+    mcts = MCTS(NetEvaluator(tiny(2)), MCTSConfig(simulations=16))
+    [rollout] = rollouts(mcts, [board], RolloutConfig(length=4, max_branch=2, simulations=16))
+    assert len(rollout.chosen.steps) == 1 and rollout.chosen.steps[0].move is None
+    assert rollout.chosen.steps[0].value == 0.0 and rollout.subpar == []
+    # one ply before the repetition: the line stops at the drawn state instead of playing on
+    if setup == "repetition":
+        before = board.copy()
+        before.pop()
+        result = mcts.search([before], 16)[0]
+        assert not result.terminal
+        drawn = before.copy()
+        drawn.push_san("Ng8")
+        assert mcts.search([drawn], 16)[0].terminal

@@ -273,14 +273,16 @@ def dynamic_steps(n_steps: int, branch: int, player: str) -> list[int]:
     """Steps t of a line compared with a sub-par line that left it at ply `branch`.
 
     Before the branch both lines share their states (nothing to compare). A concept of one player ("one") uses
-    every other state from the first differing one — the states where the same side is to move, since the side
-    to move flips each ply; a concept of both players ("both") uses every state after the branch.
+    the states after the branch where the root's side is to move — even t, since x_0 is the root and the side to
+    move flips each ply (the paper's z at 2t) — so every compared state is encoded in that player's frame, whatever
+    the branch's parity; a concept of both players ("both") uses every state after the branch.
     """
     if player not in ("one", "both"):
         raise MiningError(f"player must be 'one' or 'both', got {player!r}")
     first = branch + 1  # the state after the branch move is the first that differs
-    step = 2 if player == "one" else 1
-    return list(range(first, n_steps, step))
+    if player == "one":
+        return list(range(first + first % 2, n_steps, 2))
+    return list(range(first, n_steps))
 
 
 def dynamic_pairs(chosen: np.ndarray, subpar: Sequence[np.ndarray], branches: Sequence[int], *,

@@ -146,7 +146,7 @@ def mine_cmd(
     layer: Annotated[str, typer.Option("--layer", help="Layer to mine")],
     out: Annotated[Path, typer.Option("--out", help="Directory: concepts.jsonl + vectors.npz, shards/")],
     model: ModelOpt = None,
-    player: Annotated[str, typer.Option(help="'one' (every other state) or 'both'")] = "one",
+    player: Annotated[str, typer.Option(help="'one' (the states where the root's side is to move) or 'both'")] = "one",
     shard_size: ShardSizeOpt = None,
     backend: BackendOpt = "local",
     address: AddressOpt = None,

@@ -153,6 +153,12 @@ class SearchResult:
     pv: list[chess.Move]
     root: Node = field(repr=False)
 
+    @property
+    def terminal(self) -> bool:
+        """The root is over by rule (mate, stalemate, insufficient material, fifty moves, repetition): no search ran,
+        every move has 0 visits."""
+        return self.root.terminal_value is not None
+
     def best_move(self) -> chess.Move | None:
         """Most-visited move (ties: higher prior)."""
         if not self.moves:

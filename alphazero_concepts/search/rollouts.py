@@ -123,7 +123,9 @@ def subpar_moves(result: SearchResult, config: RolloutConfig) -> list[tuple[ches
 
 
 def _step(board: chess.Board, result: SearchResult) -> LineStep:
-    best = result.best_move()
+    """The state `board` and the move its search chose; a state over by rule (drawn by repetition or the fifty-move
+    rule, mate, stalemate) ends its line: no move."""
+    best = None if result.terminal else result.best_move()
     if best is None:
         return LineStep(board.fen(), result.root_value)
     i = result.moves.index(best)
@@ -176,6 +178,8 @@ def rollouts(mcts: MCTS, roots: Sequence[chess.Board], config: RolloutConfig | N
         n_states = len(rollout.chosen.steps)
         candidates = []
         for j in range(min(config.branch_limit + 1, n_states - 1)):
+            if searches[k][j].terminal:
+                break
             for move, reason in subpar_moves(searches[k][j], config):
                 candidates.append((j, move, reason))
         candidates.sort(key=lambda c: c[0])  # earliest branches first: the longest comparisons
