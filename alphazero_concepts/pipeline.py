@@ -35,11 +35,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import tomllib
 
+from alphazero_concepts.config_check import Range, check_fields
 from alphazero_concepts.filters.novelty import NoveltyConfig
 from alphazero_concepts.filters.teachability import TeachConfig
 from alphazero_concepts.nn.checkpoints import atomic_write_bytes
@@ -85,38 +86,50 @@ class RunSettings(DictConfig):
 
     model: str = "teacher"  # checkpoint, series directory, DIR:NAME or bundled series (strongest = teacher)
     weaker: str = ""  # root-selection model; "" = the series' checkpoint before the teacher
-    seed: int = 0
+    seed: Annotated[int, Range(0)] = 0
     device: str = "cpu"
-    threads: int = 0  # torch CPU threads; 0 = leave torch's default
+    threads: Annotated[int, Range(0)] = 0  # torch CPU threads; 0 = leave torch's default
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class RootsStage(DictConfig):
     """`search.roots.RootConfig` (without the seed: `run.seed`)."""
 
-    games: int = 64
-    max_plies: int = 100
-    skip_plies: int = 4
-    sample_plies: int = 12
-    temperature: float = 1.0
-    max_roots: int = 300
+    games: Annotated[int, Range(1)] = 64
+    max_plies: Annotated[int, Range(1)] = 100
+    skip_plies: Annotated[int, Range(0)] = 4
+    sample_plies: Annotated[int, Range(0)] = 12
+    temperature: Annotated[float, Range(0)] = 1.0
+    max_roots: Annotated[int, Range(1)] = 300
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class RolloutsStage(DictConfig):
     """`search.rollouts.RolloutConfig`; `max_branch` < 0 means the default max(0, T − 5)."""
 
-    length: int = 10
-    max_branch: int = -1
-    value_gap: float = 0.20
-    visit_gap: float = 0.10
-    max_subpar: int = 5
-    simulations: int = 200
+    length: Annotated[int, Range(1)] = 10
+    max_branch: Annotated[int, Range(-1)] = -1
+    value_gap: Annotated[float, Range(0)] = 0.20
+    visit_gap: Annotated[float, Range(0)] = 0.10
+    max_subpar: Annotated[int, Range(1)] = 5
+    simulations: Annotated[int, Range(1)] = 200
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
 class CollectStage(DictConfig):
-    batch_size: int = 256
+    batch_size: Annotated[int, Range(1)] = 256
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -125,7 +138,7 @@ class MineStage(DictConfig):
     player: str = "one"  # "one" (states where the root's side is to move) or "both"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", tuple(self.layers))
+        check_fields(self)  # a bare string is refused, not split into letters
         if not self.layers:
             raise ValueError("mine.layers must name at least one layer")
         if self.player not in ("one", "both"):
@@ -140,18 +153,20 @@ class FiltersStage(DictConfig):
     teachability stage scores novelty first and trains students only for the novel concepts: the same kept set,
     since each filter scores a concept on its own, at a fraction of the cost, as novelty is cheap and teaching is
     not) or "independent" (both filters score every solved concept).
-    kept_rule: "funnel" (teachable and novel: the paper's), "specific" (the funnel's, and the lift's lower bound
-    above the largest random-vector control lift at the concept's layer: teachable beyond what a random
-    direction teaches; needs `teachability.random_controls` ≥ 1), "teachable" (ignore novelty) or "solved"
-    (every solved concept: a demonstration of the later stages, said so in the report).
+    kept_rule: "specific" (the default: teachable and novel as in the paper, and the lift's lower bound above the
+    largest random-vector control lift at the concept's layer — teachable beyond what a random direction teaches;
+    needs `teachability.random_controls` ≥ 1, 8 by default), "funnel" (teachable and novel: the paper's rule
+    alone), "teachable" (ignore novelty) or "solved" (every solved concept: a demonstration of the later stages,
+    said so in the report).
     """
 
     order: str = "teachability-first"
-    kept_rule: str = "funnel"
+    kept_rule: str = "specific"
     human_pgn: str = ""  # "" = the package's bundled master games
-    max_prototypes: int = 24  # prototype positions per kept concept written to prototypes.jsonl
+    max_prototypes: Annotated[int, Range(1)] = 24  # prototype positions per kept concept written to prototypes.jsonl
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.order not in PIPELINE_ORDERS:
             raise ValueError(f"filters.order must be one of {', '.join(PIPELINE_ORDERS)}, got {self.order!r}")
         if self.kept_rule not in KEPT_RULES:
@@ -162,14 +177,15 @@ class FiltersStage(DictConfig):
 class PuzzlesStage(DictConfig):
     """`puzzles.SolveConfig` + the main `puzzles.PuzzleChecks` thresholds; engine "auto" uses Stockfish if found."""
 
-    simulations: int = 800
+    simulations: Annotated[int, Range(1)] = 800
     engine: str = "auto"  # "auto", "on" or "off"
-    engine_depth: int = 16
-    max_cp_loss: int = 150
-    engine_scope: str = "passing"  # "passing": Stockfish checks only candidates the network's checks pass; "all"
-    min_visit_share: float = 0.5
-    min_q_gap: float = 0.05
-    min_puzzles_per_concept: int = 4
+    engine_depth: Annotated[int, Range(1)] = 16
+    max_cp_loss: Annotated[int, Range(0)] = 150
+    # "passing": Stockfish checks only candidates the network's checks pass; "all"
+    engine_scope: Literal["passing", "all"] = "passing"
+    min_visit_share: Annotated[float, Range(0, 1)] = 0.5
+    min_q_gap: Annotated[float, Range(0)] = 0.05
+    min_puzzles_per_concept: Annotated[int, Range(1)] = 4
     human: bool = True  # record human_policy_prob (the probability that a model of human play plays the answer)
     # that model: "" = the latest checkpoint before the teacher trained on human games only (stage "supervised";
     # the earliest earlier one when none is), else a checkpoint name of the series or any model path
@@ -177,7 +193,7 @@ class PuzzlesStage(DictConfig):
     formats: tuple[str, ...] = ("pgn", "epd", "csv", "json", "html")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "formats", tuple(self.formats))
+        check_fields(self)
         if self.engine not in ("auto", "on", "off"):
             raise ValueError(f"puzzles.engine must be auto, on or off, got {self.engine!r}")
 
@@ -186,10 +202,13 @@ class PuzzlesStage(DictConfig):
 class ReportStage(DictConfig):
     title: str = "alphazero-concepts run"
     validation_json: str = ""  # `azc validate --json` output; "" = compute a small static-concept check
-    static_positions: int = 160
-    static_pairs: int = 80
-    boards_per_card: int = 4
-    max_cards: int = 12
+    static_positions: Annotated[int, Range(1)] = 160
+    static_pairs: Annotated[int, Range(1)] = 80
+    boards_per_card: Annotated[int, Range(1)] = 4
+    max_cards: Annotated[int, Range(0)] = 12
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -222,8 +241,11 @@ class PipelineConfig(DictConfig):
         parts = {}
         for name, f in known.items():
             sub_cls = type(f.default_factory())  # type: ignore[misc]
+            table = data.get(name, {})
+            if not isinstance(table, dict):
+                raise ValueError(f"{name} = {repr(table)[:60]}: expected a table [{name}] of settings")
             try:
-                parts[name] = sub_cls.from_dict(dict(data.get(name, {})))
+                parts[name] = sub_cls.from_dict(dict(table))
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"[{name}]: {exc}") from exc
         return cls(**parts)
@@ -279,11 +301,20 @@ def load_config(path: str | Path) -> PipelineConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise PipelineError(f"{path}: no such config file") from exc
+    except IsADirectoryError as exc:
+        raise PipelineError(f"{path}: is a directory, not a config file") from exc
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise PipelineError(f"{path}:{line}: not UTF-8 text (TOML files are UTF-8)") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise PipelineError(f"{path}: {exc}") from exc
+        raise PipelineError(f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise PipelineError(f"{path}: not valid TOML: nested too deeply") from exc
     try:
         return PipelineConfig.from_dict(data)
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise PipelineError(f"{path}: {exc}") from exc
 
 
@@ -464,13 +495,16 @@ def run_pipeline(config: PipelineConfig, run: str | Path, *, from_stage: str | N
     if until is not None and until not in STAGES:
         raise PipelineError(f"unknown stage {until!r}; stages: {', '.join(STAGES)}")
     run = Path(run)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "stages").mkdir(exist_ok=True)
-    save_config(config, run / "config.toml")
+    if run.exists() and not run.is_dir():
+        raise PipelineError(f"{run}: exists and is not a directory (the run directory)")
+    _check_input_files(config)
     if config.run.threads > 0:
         torch.set_num_threads(config.run.threads)
     ctx = Context(run, config, progress or (lambda stage, done, total: None), log)
-    hashes = stage_hashes(config, ctx.model_id)
+    hashes = stage_hashes(config, ctx.model_id)  # loads the teacher: a bad run.model fails before anything is written
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "stages").mkdir(exist_ok=True)
+    save_config(config, run / "config.toml")
     forced = set(STAGES[STAGES.index(from_stage):]) if from_stage else set()
     last = STAGES.index(until) if until else len(STAGES) - 1
     results: list[StageResult] = []
@@ -490,13 +524,28 @@ def run_pipeline(config: PipelineConfig, run: str | Path, *, from_stage: str | N
         else:
             log(f"{stage}: resuming a stage that was stopped")
         t0 = time.perf_counter()
-        summary = STAGE_FUNCS[stage](ctx)
+        try:
+            summary = STAGE_FUNCS[stage](ctx)
+        except Exception:
+            # A stage that failed (bad input, a bug) is not progress: without its marker the next run clears its
+            # artifacts and starts it afresh. A killed stage (kill -9, Ctrl-C) keeps the marker and resumes.
+            _marker(run, stage, started=True).unlink(missing_ok=True)
+            raise
         seconds = time.perf_counter() - t0
         _write_json(_marker(run, stage), {"stage": stage, **h, "finished": time.time(), "seconds": seconds,
                                           "summary": summary})
         _marker(run, stage, started=True).unlink(missing_ok=True)
         results.append(StageResult(stage, "done", seconds, summary))
     return results
+
+
+def _check_input_files(config: PipelineConfig) -> None:
+    """The files the config names exist (checked before any stage runs, not hours later at the stage)."""
+    for key, value in (("filters.human_pgn", config.filters.human_pgn),
+                       ("report.validation_json", config.report.validation_json)):
+        if value and not Path(value).is_file():
+            what = "is a directory" if Path(value).is_dir() else "no such file"
+            raise PipelineError(f"{key} = {value!r}: {what}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -538,6 +587,9 @@ def _stage_roots(ctx: Context) -> dict:
                                                      skip_plies=rc.skip_plies, sample_plies=rc.sample_plies,
                                                      temperature=rc.temperature, max_roots=rc.max_roots,
                                                      seed=cfg.run.seed))
+    if not found:  # nothing for the later stages: fail rather than run them on an empty file
+        raise PipelineError(f"roots: {ctx.meta.name} and {weak_meta.name} chose the same move in every position of "
+                            f"{rc.games} games; no roots (raise roots.games or pick another run.weaker)")
     _write_jsonl(ctx.run / "roots.jsonl", [{**r.to_dict(), "teacher": ctx.meta.name, "weaker": weak_meta.name}
                                            for r in found])
     ctx.progress("roots", 1, 1)
@@ -744,15 +796,16 @@ def kept_concepts(run: str | Path, kept_rule: str = "funnel") -> list[str]:
 
 
 def write_prototypes(ctx: Context) -> list[str]:
-    """RUN/prototypes.jsonl for the puzzle stage: each kept concept's top prototypes with their split.
-
-    An adapter over the filters package, which records scores but not prototype rows: the rows are recomputed
-    exactly as `teachability_stage` chose them (top `top_fraction` of the pool by v·z, then `split_rows` with
-    the concept's own seed), so train/test here is the split the student was taught and tested on.
+    """RUN/prototypes.jsonl for the puzzle stage: each kept concept's prototypes, read back from the rows the
+    teachability stage saved (`teachability.jsonl`: `prototype_rows`, `prototype_scores`, `train_rows`,
+    `test_rows`), never re-picked: "train" are the positions the student was taught, "test" those it was tested
+    on; prototypes that were neither (dropped from a test set shared with the random baseline) are left out.
+    A kept concept that was not taught (kept rule "solved") has its saved prototypes split as teaching would have
+    split them, and says so (`split_source`).
     """
     from alphazero_concepts.filters.rundir import NOVELTY, POOL, TEACHABILITY, load_concepts, read_results
     from alphazero_concepts.filters.samples import PositionSample
-    from alphazero_concepts.filters.teachability import Pool, concept_seed, pool_scores, split_rows, top_prototypes
+    from alphazero_concepts.filters.teachability import concept_seed, split_rows
 
     run = ctx.run
     kept = kept_concepts(run, ctx.config.filters.kept_rule)
@@ -762,32 +815,37 @@ def write_prototypes(ctx: Context) -> list[str]:
     if kept:
         concepts = {c.id: c for c in load_concepts(run)}
         sample = PositionSample.load(run / POOL)
-        pool = Pool(sample, ctx.net, [])
-        by_layer: dict[str, list[str]] = {}
-        for cid in kept:
-            by_layer.setdefault(concepts[cid].layer, []).append(cid)
         tc = ctx.config.teachability
-        scores = pool_scores(pool, {layer: np.stack([concepts[c].vector for c in ids])
-                                    for layer, ids in by_layer.items()}, score=tc.score)
-        for layer, ids in by_layer.items():
-            for j, cid in enumerate(ids):
-                s = scores[layer][:, j]
-                protos = top_prototypes(s, tc.top_fraction)
-                train, test = split_rows(protos, tc.test_fraction, concept_seed(tc.seed, cid))
+        for cid in kept:
+            t = teach.get(cid)
+            if t is None or not t.get("prototype_rows"):
+                ctx.log(f"{cid}: kept but has no saved prototypes (not scored by teachability): no puzzles")
+                continue
+            if "prototype_scores" not in t or "train_rows" not in t:
+                raise PipelineError(f"{run / TEACHABILITY}: {cid} was scored by an older version that did not "
+                                    "save its prototype rows; re-run with --from teachability")
+            score = dict(zip(t["prototype_rows"], t["prototype_scores"], strict=True))
+            if t.get("status") == "ok":
+                split = {int(r): "train" for r in t["train_rows"]} | {int(r): "test" for r in t["test_rows"]}
+                source = "taught"
+            else:
+                train, test = split_rows(np.asarray(t["prototype_rows"]), tc.test_fraction,
+                                         concept_seed(tc.seed, cid))
                 split = {int(r): "train" for r in train} | {int(r): "test" for r in test}
-                rows = sorted(split, key=lambda r: -float(s[r]))[: ctx.config.filters.max_prototypes]
-                positions = []
-                for r in rows:
-                    b = sample.board(r)
-                    positions.append({"fen": b.fen(), "split": split[r], "start_fen": b.root().fen(),
-                                      "moves": [m.uci() for m in b.move_stack], "score": float(s[r])})
-                t, n = teach.get(cid, {}), nov.get(cid, {})
-                records.append({"concept": cid, "label": cid, "layer": layer, "kept": True,
-                                "novelty": _finite(n.get("min_score")), "teachability": _finite(t.get("lift")),
-                                "teachability_ci": [_finite(x) for x in t.get("ci") or []] or None,
-                                "root": concepts[cid].record.get("root"),
-                                "nonzeros": concepts[cid].nonzeros, "dim": int(concepts[cid].vector.size),
-                                "kept_rule": ctx.config.filters.kept_rule, "positions": positions})
+                source = "untaught"
+            rows = sorted(split, key=lambda r: -float(score[r]))[: ctx.config.filters.max_prototypes]
+            positions = []
+            for r in rows:
+                b = sample.board(r)
+                positions.append({"fen": b.fen(), "split": split[r], "start_fen": b.root().fen(),
+                                  "moves": [m.uci() for m in b.move_stack], "score": float(score[r]), "row": r})
+            n = nov.get(cid, {})
+            records.append({"concept": cid, "label": cid, "layer": concepts[cid].layer, "kept": True,
+                            "novelty": _finite(n.get("min_score")), "teachability": _finite(t.get("lift")),
+                            "teachability_ci": [_finite(x) for x in t.get("ci") or []] or None,
+                            "root": concepts[cid].record.get("root"), "split_source": source,
+                            "nonzeros": concepts[cid].nonzeros, "dim": int(concepts[cid].vector.size),
+                            "kept_rule": ctx.config.filters.kept_rule, "positions": positions})
     _write_jsonl(run / "prototypes.jsonl", records)
     _write_json(run / "kept.json", {"kept_rule": ctx.config.filters.kept_rule, "concepts": kept})
     return kept

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import json
 import math
@@ -115,7 +117,8 @@ def planted(sample: PositionSample, student: AZNet) -> tuple[Pool, np.ndarray]:
     return pool, rows[(t != s) & (t // 64 == PLANE)]
 
 
-TEACH = TeachConfig(lr=1e-3, seed=0)  # tiny random nets need a larger step than the paper's 1e-4
+# tiny random nets need a larger step than the paper's 1e-4; one student seed unless a test is about seeds
+TEACH = TeachConfig(lr=1e-3, seed=0, student_seeds=1)
 
 
 def sha(path: Path) -> str:
@@ -542,3 +545,39 @@ def test_kept_concepts_beating_controls_are_counted_per_layer(tmp_path: Path) ->
     assert controls_figure(teachability, tmp_path / "controls.png").stat().st_size > 0
     no_controls = {k: r for k, r in teachability.items() if r["kind"] != "control"}
     assert controls_figure(no_controls, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()
+
+
+@pytest.mark.unit
+def test_students_seeds_are_in_the_lifts_interval(planted, monkeypatch) -> None:
+    """With several student seeds every seed trains its own concept and baseline students, the lift is their mean,
+    and the interval resamples seeds too: seed-to-seed spread widens it."""
+    import alphazero_concepts.filters.teachability as teachability
+    from alphazero_concepts.filters.teachability import bootstrap_diff_ci, bootstrap_seeded_diff_ci
+
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 200)) < np.array([[0.5], [0.8], [0.65]])  # three seeds that disagree
+    b = rng.random((3, 200)) < 0.5
+    seeded = bootstrap_seeded_diff_ci(a, b, n_boot=2000)
+    pooled = bootstrap_diff_ci(a.reshape(-1), b.reshape(-1), n_boot=2000)
+    assert seeded[1] - seeded[0] > 1.5 * (pooled[1] - pooled[0])
+    assert bootstrap_seeded_diff_ci(a[:1], b[:1], n_boot=500) == bootstrap_diff_ci(a[0], b[0], n_boot=500)
+
+    pool, concept = planted
+    calls: list[int] = []
+    real = teachability.distill
+
+    def counting(student, targets, **kw):
+        calls.append(kw["seed"])
+        return real(student, targets, **kw)
+
+    monkeypatch.setattr(teachability, "distill", counting)
+    config = dataclasses.replace(TEACH, student_seeds=3)
+    baselines: dict = {}
+    result = teach_rows(pool, concept, config, concept_id="a", baselines=baselines)
+    assert len(calls) == 6 and len(baselines) == 3 and len(set(calls)) >= 3
+    seeds, lifts = result.extra["seeds"], result.extra["seed_lifts"]
+    assert len(seeds) == len(set(seeds)) == 3 and len(lifts) == 3
+    assert result.lift == pytest.approx(np.mean(lifts))
+    assert result.ci[0] <= result.lift <= result.ci[1]
+    one = teach_rows(pool, concept, TEACH, concept_id="a")
+    assert one.extra["seeds"] == seeds[:1]  # the first seed is the single-seed run's

@@ -372,3 +372,30 @@ def test_specific_kept_rule_keeps_funnel_concepts_that_beat_their_layers_control
     bad.write_text('[filters]\nkept_rule = "specific"\n[teachability]\nrandom_controls = 0\n')
     with pytest.raises(PipelineError, match=r"bad\.toml: .*random_controls ≥ 1"):
         load_config(bad)
+
+
+@pytest.mark.integration
+def test_prototypes_are_the_rows_teachability_saved_not_re_picked(base, tmp_path):
+    """prototypes.jsonl holds exactly the rows the teachability stage taught ("train") and tested on ("test"),
+    with their saved scores; a saved prototype that was in neither (e.g. dropped from a shared test set) is left
+    out. Planted rows that differ from a re-pick by score catch a stage that recomputes them."""
+    from alphazero_concepts.filters.samples import PositionSample
+
+    _series, config, run, _ = base
+    run = _copy(run, tmp_path)
+    teach = _results(run / "teachability.jsonl")
+    cid = next(k for k, r in teach.items() if r.get("kind") != "control")
+    sample = PositionSample.load(run / "pool.npz")
+    planted_train, planted_test, dropped = [3, 11], [7, 19], [23]
+    rows = [*planted_train, *planted_test, *dropped]
+    teach[cid].update(status="ok", prototype_rows=rows, prototype_scores=[5.0, 4.0, 3.0, 2.0, 1.0],
+                      train_rows=planted_train, test_rows=planted_test)
+    (run / "teachability.jsonl").write_text("".join(json.dumps(r) + "\n" for r in teach.values()))
+    run_pipeline(config, run, from_stage="novelty", until="novelty", log=lambda s: None)
+    records = {r["concept"]: r for r in map(json.loads, (run / "prototypes.jsonl").read_text().splitlines())}
+    got = records[cid]["positions"]
+    assert [p["row"] for p in got] == [3, 11, 7, 19]  # by saved score, the dropped row left out
+    assert {p["row"]: p["split"] for p in got} == {3: "train", 11: "train", 7: "test", 19: "test"}
+    for p in got:
+        assert p["fen"] == sample.board(p["row"]).fen()
+    assert records[cid]["split_source"] == "taught"

@@ -151,7 +151,9 @@ def teachability_cmd(
     batch_size: Annotated[int, typer.Option()] = 32,
     max_agreement: Annotated[float, typer.Option(help="Student: latest checkpoint under this agreement")] = 0.2,
     threshold: Annotated[float, typer.Option(help="Kept when the lift's CI lower bound exceeds this")] = 0.05,
-    controls: Annotated[int, typer.Option(help="Random-vector controls per layer")] = 1,
+    controls: Annotated[int, typer.Option(help="Random-vector controls per layer (the 'specific' rule's ceiling)")
+                        ] = 8,
+    seeds: Annotated[int, typer.Option("--seeds", help="Student training seeds (in the lift's interval)")] = 3,
     order: OrderOpt = "teachability-first",
     limit: Annotated[int | None, typer.Option(help="At most this many concepts")] = None,
     seed: Annotated[int, typer.Option()] = 0,
@@ -178,7 +180,7 @@ def teachability_cmd(
         config = TeachConfig(pool_size=pool_size, top_fraction=top_fraction, prototype_rule=prototype_rule,
                              score=score, epochs=epochs, lr=lr, batch_size=batch_size,
                              max_student_agreement=max_agreement, threshold=threshold, random_controls=controls,
-                             seed=seed)
+                             student_seeds=seeds, seed=seed)
         with _progress("teachability") as progress:
             task = progress.add_task("teachability", total=None)
             summary = teachability_stage(run, teacher, students, config, teacher_meta=meta, pool_file=pool,

@@ -325,6 +325,7 @@ def teachability_stage(run: str | Path, teacher: HookedNet, students: Sequence[t
                                     baselines=baselines)
                 if config.prototype_rule == "rollouts" and c.kind != "dynamic":
                     result.prototype_rule = "top"
+                result.prototype_scores = [float(s[r]) for r in protos]  # later stages read rows and scores back
                 rec = {**result.to_record(), "concept": _concept_info(c),
                        "teacher": teacher_meta.name if teacher_meta else None, "teacher_sha256": teacher_id}
                 results.add(rec)

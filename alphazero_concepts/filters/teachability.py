@@ -38,11 +38,13 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
 import numpy as np
 import torch
 from torch import nn
 
+from alphazero_concepts.config_check import Range, check_fields
 from alphazero_concepts.filters.samples import PositionSample, forward, legal_argmax
 from alphazero_concepts.nn.network import DictConfig, HookedNet
 from alphazero_concepts.search.mcts import legal_softmax
@@ -56,29 +58,31 @@ OK = "ok"
 class TeachConfig(DictConfig):
     """Parameters of the teachability filter (defaults: the paper's where it gives them, METHOD.md §4)."""
 
-    pool_size: int = 30_000
+    pool_size: Annotated[int, Range(1)] = 30_000
     top_fraction: float = 0.025
     test_fraction: float = 0.2
-    max_student_agreement: float = 0.2
+    max_student_agreement: Annotated[float, Range(0, 1)] = 0.2
     epochs: int = 5
     lr: float = 1e-4
     batch_size: int = 32
     threshold: float = 0.05
-    bootstrap: int = 2000
+    bootstrap: Annotated[int, Range(1)] = 2000
     ci: float = 0.95
-    min_prototypes: int = 10
-    random_test_min: int = 100
+    min_prototypes: Annotated[int, Range(1)] = 10
+    random_test_min: Annotated[int, Range(0)] = 100
     prototype_rule: str = "top"
     score: str = "dot"  # prototypes ranked by v·z ("dot", the paper's) or by v·z / ‖z‖ ("cosine")
-    rollout_candidates: int = 4
-    rollout_length: int = 5
-    rollout_simulations: int = 64
-    rollout_subpar: int = 3
-    random_controls: int = 1
-    shared_baseline: bool = True  # one random-trained student per (student, size), shared by the concepts
-    seed: int = 0
+    rollout_candidates: Annotated[int, Range(1)] = 4
+    rollout_length: Annotated[int, Range(1)] = 5
+    rollout_simulations: Annotated[int, Range(1)] = 64
+    rollout_subpar: Annotated[int, Range(1)] = 3
+    random_controls: int = 8  # random-vector controls per layer: the ceiling of the "specific" kept rule
+    shared_baseline: bool = True  # one random-trained student per (student, size, seed), shared by the concepts
+    student_seeds: int = 3  # training seeds of the students; the lift's interval resamples seeds and positions
+    seed: Annotated[int, Range(0)] = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types (and the bounds annotated above) before the rules below
         if not 0 < self.top_fraction <= 1:
             raise ValueError(f"TeachConfig.top_fraction must be in (0, 1], got {self.top_fraction}")
         if not 0 < self.test_fraction < 1:
@@ -91,6 +95,8 @@ class TeachConfig(DictConfig):
             raise ValueError("TeachConfig.epochs and batch_size must be ≥ 1 and lr > 0")
         if not 0 < self.ci < 1:
             raise ValueError(f"TeachConfig.ci must be in (0, 1), got {self.ci}")
+        if self.student_seeds < 1 or self.random_controls < 0:
+            raise ValueError("TeachConfig.student_seeds must be ≥ 1 and random_controls ≥ 0")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -312,6 +318,33 @@ def bootstrap_diff_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, ci: f
     return float(lo), float(hi)
 
 
+def bootstrap_seeded_diff_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, ci: float = 0.95,
+                             rng: np.random.Generator | None = None) -> tuple[float, float]:
+    """Percentile interval of mean(a) − mean(b) for (seeds, positions) arrays: each replicate resamples the
+    training seeds and, paired across seeds and arms, the positions, so the interval carries the students'
+    seed-to-seed variation as well as the test set's. One seed: `bootstrap_diff_ci`."""
+    a = np.atleast_2d(np.asarray(a, dtype=np.float64))
+    b = np.atleast_2d(np.asarray(b, dtype=np.float64))
+    if a.shape != b.shape or a.shape[1] == 0:
+        raise ValueError(f"paired (seeds, positions) arrays of equal, non-empty shape required ({a.shape}, {b.shape})")
+    if a.shape[0] == 1:
+        return bootstrap_diff_ci(a[0], b[0], n_boot=n_boot, ci=ci, rng=rng)
+    rng = rng or np.random.default_rng(0)
+    n_seeds, n = a.shape
+    seeds = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    idx = rng.integers(0, n, size=(n_boot, n))
+    diff = a - b  # (S, n)
+    per_seed = diff[seeds[:, :, None], idx[:, None, :]].mean(axis=2)  # (n_boot, S)
+    lo, hi = np.quantile(per_seed.mean(axis=1), [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return float(lo), float(hi)
+
+
+def student_seeds(first: int, n: int) -> list[int]:
+    """The training seeds of a concept's students: the first one drawn from its own generator, then fixed
+    offsets (so one seed gives exactly the single-seed run)."""
+    return [(first + 7919 * k) % 2**31 for k in range(n)]
+
+
 # --------------------------------------------------------------------------------------------------------------
 # One concept
 
@@ -340,7 +373,9 @@ class TeachResult:
     prototype_rule: str = "top"
     seconds: float = 0.0
     prototype_rows: list[int] = field(default_factory=list)  # pool rows, in the order given (best first)
-    test_rows: list[int] = field(default_factory=list)  # the held-out prototypes (the rest were taught)
+    prototype_scores: list[float] = field(default_factory=list)  # the concept's score of each prototype row
+    train_rows: list[int] = field(default_factory=list)  # the prototypes the student was taught
+    test_rows: list[int] = field(default_factory=list)  # the held-out prototypes it was tested on
     extra: dict = field(default_factory=dict)
 
     def to_record(self) -> dict:
@@ -383,40 +418,47 @@ def teach_rows(pool: Pool, prototypes: np.ndarray, config: TeachConfig, *, conce
     # own share of concept positions may be drawn, as in any random sample); the random test set is disjoint
     # from every training row and from the concept test rows
     base = pool.net(chosen)
-    seed = int(rng.integers(2**31))
-    kw = {"epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size, "seed": seed}
+    seeds = student_seeds(int(rng.integers(2**31)), config.student_seeds)
+    kw = {"epochs": config.epochs, "lr": config.lr, "batch_size": config.batch_size}
     if baselines is None:
         rand_train = np.sort(rng.choice(np.setdiff1d(np.arange(len(pool)), test), size=len(train), replace=False))
-        on_random, _ = distill(base, teacher_targets(pool, rand_train), **kw)
+        on_random = [distill(base, teacher_targets(pool, rand_train), **kw, seed=s)[0] for s in seeds]
     else:
-        # one random-trained student per (student, training size), shared by every concept: a seeded sample,
+        # one random-trained student per (student, training size, seed), shared by every concept: a seeded sample,
         # the same whichever concept asks first; the concept's test positions it holds are left out of the test
         # set (they would favour the baseline)
-        key = (chosen, len(train))
-        if key not in baselines:
-            rng_base = np.random.default_rng([config.seed, len(train), *chosen.encode()])
-            sample = np.sort(rng_base.choice(len(pool), size=len(train), replace=False))
-            baselines[key] = (distill(base, teacher_targets(pool, sample), **{**kw, "seed": config.seed})[0], sample)
-        on_random, rand_train = baselines[key]
+        on_random, shared_seeds = [], student_seeds(config.seed, len(seeds))
+        for k in range(len(seeds)):
+            key = (chosen, len(train), k)
+            if key not in baselines:
+                rng_base = np.random.default_rng([config.seed, len(train), *chosen.encode()])
+                sample = np.sort(rng_base.choice(len(pool), size=len(train), replace=False))
+                baselines[key] = (distill(base, teacher_targets(pool, sample), **kw, seed=shared_seeds[k])[0],
+                                  sample)
+            on_random.append(baselines[key][0])
+            rand_train = baselines[key][1]
         test = np.setdiff1d(test, rand_train)
         result.test_rows = [int(r) for r in test]
     rest = np.setdiff1d(np.arange(len(pool)), np.concatenate([test, train, rand_train]))
     n_rand_test = min(max(len(test), config.random_test_min), len(rest))
     rand_test = np.sort(rng.choice(rest, size=n_rand_test, replace=False))
-    on_concept, stats = distill(base, teacher_targets(pool, train), **kw)
+    taught = [distill(base, teacher_targets(pool, train), **kw, seed=s) for s in seeds]
+    on_concept, stats = [t[0] for t in taught], taught[0][1]
     evals = {"concept_test": test, "random_test": rand_test}
-    agree = {"before": {k: pool.top1(chosen, r) == pool.top1("teacher", r) for k, r in evals.items()},
-             "concept": {k: agreement_vector(on_concept, pool, r) for k, r in evals.items()},
-             "random": {k: agreement_vector(on_random, pool, r) for k, r in evals.items()}}
-    result.table = {trained: {k: float(np.mean(v)) if len(v) else float("nan") for k, v in row.items()}
+    agree = {"before": {k: (pool.top1(chosen, r) == pool.top1("teacher", r))[None, :] for k, r in evals.items()},
+             "concept": {k: np.stack([agreement_vector(n, pool, r) for n in on_concept]) for k, r in evals.items()},
+             "random": {k: np.stack([agreement_vector(n, pool, r) for n in on_random]) for k, r in evals.items()}}
+    result.table = {trained: {k: float(np.mean(v)) if v.size else float("nan") for k, v in row.items()}
                     for trained, row in agree.items()}
     a, b = agree["concept"]["concept_test"], agree["random"]["concept_test"]
     result.lift = float(np.mean(a) - np.mean(b))
-    result.ci = bootstrap_diff_ci(a, b, n_boot=config.bootstrap, ci=config.ci, rng=rng)
+    result.ci = bootstrap_seeded_diff_ci(a, b, n_boot=config.bootstrap, ci=config.ci, rng=rng)
     result.kept = bool(result.ci[0] > config.threshold)
     result.n_train, result.n_test, result.n_random_test = len(train), len(test), len(rand_test)
+    result.train_rows = [int(r) for r in train]
     result.steps = stats["steps"]
-    result.extra = {"first_loss": stats["first_loss"], "last_loss": stats["last_loss"]}
+    result.extra = {"first_loss": stats["first_loss"], "last_loss": stats["last_loss"], "seeds": seeds,
+                    "seed_lifts": [float(np.mean(a[k]) - np.mean(b[k])) for k in range(len(seeds))]}
     result.seconds = time.perf_counter() - start
     return result
 
