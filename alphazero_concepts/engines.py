@@ -1,4 +1,5 @@
-"""Where the Stockfish binary is: one lookup for every stage that talks to an engine (arena, puzzles, probes).
+"""Where the outside players are: the Stockfish binary (one lookup for every stage that talks to an engine:
+arena, puzzles, probes) and the folder of Maia's human-play networks (arena yardsticks, the puzzles' human model).
 
 Each stage raises its own error with its own advice when the lookup finds nothing.
 """
@@ -31,4 +32,22 @@ def locate_stockfish(path: str | os.PathLike[str] | None = None) -> str | None:
         candidate = Path(directory) / "stockfish"
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
+    return None
+
+
+#: Where Maia's lc0 weight files (maia-1100.pb.gz … maia-1900.pb.gz) are looked for when no folder is given:
+#: $AZC_MAIA_DIR, then the shared data folder beside a checkout. Nothing is ever downloaded.
+MAIA_LEVELS: tuple[str, ...] = tuple(f"maia-{r}" for r in range(1100, 2000, 100))
+
+
+def locate_maia_dir(directory: str | os.PathLike[str] | None = None) -> Path | None:
+    """The folder holding Maia weights (`directory`, $AZC_MAIA_DIR, or ../shared/data/models/maia beside this
+    checkout), or None when none of them has any `maia-*.pb.gz`."""
+    candidates = [Path(directory)] if directory else []
+    if os.environ.get("AZC_MAIA_DIR"):
+        candidates.append(Path(os.environ["AZC_MAIA_DIR"]))
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / "maia")
+    for folder in candidates:
+        if folder.is_dir() and any(folder.glob("maia-*.pb.gz")):
+            return folder
     return None

@@ -297,17 +297,39 @@ def test_engine_refutation_rejects_and_disagreement_is_flagged_or_rejected() -> 
     assert check_engine(refuted, PuzzleChecks()).passed is False
 
     close = EngineVerdict(16, "f8c5", 40, answer, -10, None, None)
-    flagged = ConceptPuzzle(cand, run_checks(cand, PuzzleChecks(), close), close)
+    lenient = PuzzleChecks(audit=False)  # the engine check alone: a 50 cp disagreement is flagged, not rejected
+    flagged = ConceptPuzzle(cand, run_checks(cand, lenient, close), close)
     assert flagged.accepted and flagged.engine_disagrees is True and "engineDisagrees" in flagged.themes
-    strict = run_checks(cand, PuzzleChecks(on_disagree="reject"), close)
+    strict = run_checks(cand, PuzzleChecks(on_disagree="reject", audit=False), close)
     assert strict["engine"].passed is False and "prefers f8c5" in strict["engine"].detail
 
     agree = EngineVerdict(16, answer, 35, answer, 35, "f8c5", 20)
-    kept = ConceptPuzzle(cand, run_checks(cand, PuzzleChecks(on_disagree="reject"), agree), agree)
+    kept = ConceptPuzzle(cand, run_checks(cand, PuzzleChecks(on_disagree="reject", audit=False), agree), agree)
     assert kept.accepted and kept.engine_disagrees is False
     assert check_engine(None, PuzzleChecks(engine=False)).passed is None  # not run: rejects nothing
     with pytest.raises(ValueError, match="verdict is for"):
         run_checks(cand, PuzzleChecks(), EngineVerdict(16, "f8c5", 0, "f8c5", 0))
+
+
+def test_the_build_applies_the_audit_rules_by_default() -> None:
+    """With the engine on, every puzzle must pass the grandmaster-grade rules (the same `rules.judge` as
+    `azc puzzles audit`): a 50 cp worse answer, a decided position and a two-solution position are rejected with
+    the rule and the numbers; a sound one passes."""
+    cand = clear_candidate()
+    answer = cand.answer
+    cases = {
+        "correct": EngineVerdict(18, "f8c5", 40, answer, -10, None, None),
+        "undecided": EngineVerdict(18, answer, 420, answer, 420, "f8c5", 100),
+        "unique": EngineVerdict(18, answer, 35, answer, 35, "f8c5", 20),
+    }
+    for rule, verdict in cases.items():
+        audit = run_checks(cand, PuzzleChecks(), verdict)["audit"]
+        assert audit.passed is False and audit.detail.startswith(rule) or f"; {rule}:" in audit.detail, audit.detail
+    sound = EngineVerdict(18, answer, 60, answer, 60, "f8c5", -40)
+    checks = run_checks(cand, PuzzleChecks(), sound)
+    assert checks["audit"].passed is True and ConceptPuzzle(cand, checks, sound).accepted
+    assert run_checks(cand, PuzzleChecks(audit=False), cases["unique"])["audit"].passed is None
+    assert PuzzleChecks().engine_depth >= 18
 
 
 def test_lichess_only_move_rule() -> None:
@@ -456,7 +478,8 @@ def sample_book() -> PuzzleBook:
     verdicts = {c.id: EngineVerdict(12, c.answer if i % 2 else c.moves[1].uci, 30, c.answer, 0 if i % 2 else -40,
                                     c.moves[1].uci if i % 2 else c.answer, 10 if i % 2 else -40)
                 for i, c in enumerate(cands)}
-    config = PuzzleChecks(min_visit_share=0.0, min_q_gap=-2.0, trivial=(), min_puzzles_per_concept=1)
+    # planted verdicts with disagreements (exported as flags): the engine check alone, no audit rules
+    config = PuzzleChecks(min_visit_share=0.0, min_q_gap=-2.0, trivial=(), min_puzzles_per_concept=1, audit=False)
     book, report = make_book(cands, config, verdicts=verdicts, human_probs={c.id: 0.05 for c in cands},
                              name="sample set", model={"teacher_name": "tiny"})
     assert len(book.puzzles) == 4, report.to_dict()
@@ -685,3 +708,69 @@ def test_the_default_sets_hold_at_least_40_puzzles_from_8_concepts() -> None:
     books = [load_book(p) for p in PUZZLE_SETS]
     assert sum(len(b.puzzles) for b in books) >= 40
     assert len({(p.candidate.concept, b.name) for b in books for p in b.puzzles}) >= 8
+
+
+class PlaneSpy(torch.nn.Module):
+    """A 'human model' that records the planes it is shown and plays a planted probability for one move."""
+
+    def __init__(self, answer_index: int, logit: float) -> None:
+        super().__init__()
+        from alphazero_concepts.chess.formats import get_format
+
+        self.format = get_format("alphazero")
+        self.answer_index, self.logit = answer_index, logit
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.seen.append(x.clone())
+        logits = torch.zeros(x.shape[0], 4672)
+        logits[:, self.answer_index] = self.logit
+        return logits, torch.zeros(x.shape[0])
+
+
+def _long_history_candidate() -> Candidate:
+    board = chess.Board()
+    for san in ["e4", "e5", "Nf3", "Nc6", "Bc4", "Bc5", "c3", "Nf6", "d3", "d6"]:
+        board.push_san(san)
+    moves = tuple(m.uci() for m in board.move_stack)
+    return make_candidate(board.fen(), [("e1g1", 80, 0.4, 0.3), ("b1d2", 20, 0.1, 0.2)], ["e1g1", "a7a6", "a2a4"],
+                          history=(chess.STARTING_FEN, board.fen(), moves))
+
+
+def test_human_models_read_the_whole_game_history() -> None:
+    """The human model sees all eight history steps (as the networks were trained), not one ply."""
+    from alphazero_concepts.chess.encoding import PLANES_PER_STEP, move_to_index
+    from alphazero_concepts.puzzles.book import human_probs_for
+
+    cand = _long_history_candidate()
+    assert len(cand.history) == 10 and Candidate.from_dict(cand.to_dict()) == cand
+    board = cand.board_with_history()
+    spy = PlaneSpy(move_to_index(chess.Move.from_uci("e1g1"), board), 0.0)
+    human_probs_for(spy, [cand])
+    planes = spy.seen[0][0].numpy()
+    for step in range(8):  # every history step holds a position (pieces on the board)
+        assert planes[step * PLANES_PER_STEP : step * PLANES_PER_STEP + 12].sum() >= 20, step
+
+
+def test_maia_ladder_gives_per_level_probabilities_and_a_difficulty(monkeypatch) -> None:
+    """maia_probs per level (weakest first); difficulty = the weakest level with p ≥ 0.1; machine-only when none;
+    human_policy_prob = the largest."""
+    from alphazero_concepts.chess.encoding import move_to_index
+    from alphazero_concepts.puzzles.human import HUMAN_THRESHOLD, difficulty, ladder_probs
+
+    cand = _long_history_candidate()
+    index = move_to_index(chess.Move.from_uci("e1g1"), cand.board_with_history())
+    ladder = {"maia-1100": PlaneSpy(index, 0.0), "maia-1500": PlaneSpy(index, 4.0), "maia-1900": PlaneSpy(index, 6.0)}
+    probs = ladder_probs(ladder, [cand])[cand.id]
+    assert list(probs) == list(ladder) and probs["maia-1100"] < HUMAN_THRESHOLD <= probs["maia-1500"]
+    assert difficulty(probs) == "maia-1500" and difficulty({"maia-1100": 0.01, "maia-1900": 0.05}) is None
+    config = replace(NO_CHECKS, min_puzzles_per_concept=1)
+    machine = {"maia-1100": 0.01, "maia-1900": 0.05}
+    book, _ = make_book([cand], config, maia_probs={cand.id: probs})
+    record = book.puzzles[0].to_record()
+    assert record["maia_probs"] == probs and record["difficulty"] == "maia-1500" and not record["machine_only"]
+    assert record["human_policy_prob"] == max(probs.values())
+    assert ConceptPuzzle.from_record(record).difficulty == "maia-1500"
+    book, _ = make_book([cand], config, maia_probs={cand.id: machine})
+    assert book.puzzles[0].to_record()["machine_only"] is True and book.puzzles[0].difficulty is None

@@ -35,13 +35,13 @@ import chess
 from alphazero_concepts.arena.elo import EloFit, PairResult, bootstrap_elo, fit_elo
 from alphazero_concepts.arena.match import GameResult, MatchResult, play_match
 from alphazero_concepts.arena.players import MCTSPlayer, Player, StockfishPlayer, find_stockfish, stockfish_name
+from alphazero_concepts.engines import locate_maia_dir
 from alphazero_concepts.nn.checkpoints import Series, atomic_write_bytes
 from alphazero_concepts.nn.network import DictConfig
 from alphazero_concepts.plotting import pyplot, save_figure
 from alphazero_concepts.search.roots import bundled_openings
 
 LADDER_SCHEMA = "alphazero-concepts/ladder/1"
-DEFAULT_MAIA_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "models" / "maia"
 RESULTS_SCHEMA = "alphazero-concepts/arena-results/1"
 LadderProgress = Callable[[str, int, int], None]  # (pairing label, games finished, games in the pairing)
 
@@ -64,7 +64,7 @@ class LadderConfig(DictConfig):
     stockfish_vs: tuple[str, ...] = ()  # checkpoints that play Stockfish (and Maia); empty = the strongest
     maia: tuple[str, ...] = ()  # human yardsticks, e.g. ("maia-1100", "maia-1900"): lc0 weights in `maia_dir`
     maia_simulations: int | None = None  # Maia's simulations a move (default: `simulations`, same as ours)
-    maia_dir: str | None = None  # folder of maia-<rating>.pb.gz (default: ../shared/data/models/maia if present)
+    maia_dir: str | None = None  # folder of maia-<rating>.pb.gz (default: `engines.locate_maia_dir`)
     ci: str = "fisher"  # "fisher" (Hessian) or "bootstrap"
     sts_suite: str | None = None  # STS EPD: score every checkpoint and add the totals to ladder.json
     sts_simulations: int | None = None  # default: `simulations`
@@ -84,7 +84,7 @@ class LadderConfig(DictConfig):
         """The weight file of Maia level `name` ("maia-1900"); ValueError naming where it was looked for."""
         if not name.startswith("maia-") or not name[5:].isdigit():
             raise ValueError(f"Maia levels are named like 'maia-1900', got {name!r}")
-        directory = Path(self.maia_dir) if self.maia_dir else DEFAULT_MAIA_DIR
+        directory = Path(self.maia_dir) if self.maia_dir else locate_maia_dir() or Path("maia")
         path = directory / f"{name}.pb.gz"
         if not path.is_file():
             raise ValueError(f"{path}: no Maia weights for {name} (pass --maia-dir, the folder of maia-*.pb.gz)")

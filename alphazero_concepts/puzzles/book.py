@@ -54,6 +54,7 @@ from alphazero_concepts.puzzles.candidates import (
 )
 from alphazero_concepts.puzzles.checks import CheckResult, PuzzleChecks, human_policy_probs, run_checks
 from alphazero_concepts.puzzles.engine import EngineVerdict, StockfishAnalyser
+from alphazero_concepts.puzzles.human import difficulty
 from alphazero_concepts.puzzles.rating import RATING_DEVIATION, estimate_rating
 from alphazero_concepts.search.mcts import MCTS
 from alphazero_concepts.study.puzzleset import PuzzleSetError, load_puzzle_set, parse_puzzle_set
@@ -84,6 +85,8 @@ class ConceptPuzzle:
     human_policy_prob: float | None = None
     rating: int | None = None
     rating_source: str = ""
+    maia_probs: Mapping[str, float] | None = None  # per human model (Maia level), weakest first
+    difficulty: str | None = None  # the weakest human model that plays the answer with p ≥ the threshold
 
     @property
     def id(self) -> str:
@@ -121,8 +124,11 @@ class ConceptPuzzle:
             "id": c.id, "fen": c.fen, "solution": [c.answer], "line": list(c.line), "concept": c.concept,
             "concept_label": c.label, "split": c.split, "rating": self.rating, "themes": self.themes,
             "layer": c.layer, "novelty": c.novelty, "teachability": c.teachability, "score": c.score,
-            "prev_fen": c.prev_fen, "last_move": c.last_move,
+            "prev_fen": c.prev_fen, "last_move": c.last_move, "start_fen": c.start_fen, "history": list(c.history),
             "engine_disagrees": self.engine_disagrees, "human_policy_prob": self.human_policy_prob,
+            "maia_probs": dict(self.maia_probs) if self.maia_probs is not None else None,
+            "difficulty": self.difficulty,
+            "machine_only": None if self.maia_probs is None else self.difficulty is None,
             "rating_source": self.rating_source, "rating_deviation": RATING_DEVIATION,
             "search": {"simulations": c.simulations, "visit_share": c.visit_share, "q_gap": c.q_gap,
                        "root_value": c.root_value, "nn_value": c.nn_value, "legal_moves": c.legal_moves,
@@ -147,10 +153,11 @@ class ConceptPuzzle:
             nn_value=float(search.get("nn_value", 0.0)),
             legal_moves=int(search.get("legal_moves", board.legal_moves.count())),
             simulations=int(search.get("simulations", 0)), prev_fen=d.get("prev_fen"), last_move=d.get("last_move"),
-            score=d.get("score"))
+            score=d.get("score"), start_fen=d.get("start_fen"), history=tuple(d.get("history") or ()))
         checks = {name: CheckResult.from_dict(name, r) for name, r in (d.get("checks") or {}).items()}
         engine = EngineVerdict.from_dict(d["engine"]) if d.get("engine") else None
-        return cls(candidate, checks, engine, d.get("human_policy_prob"), d.get("rating"), d.get("rating_source", ""))
+        return cls(candidate, checks, engine, d.get("human_policy_prob"), d.get("rating"), d.get("rating_source", ""),
+                   d.get("maia_probs"), d.get("difficulty"))
 
 
 @dataclass(frozen=True)
@@ -306,6 +313,7 @@ def _share_positions(passed: Sequence[ConceptPuzzle], rejected: Sequence[Rejecti
 
 def make_book(candidates: Sequence[Candidate], config: PuzzleChecks, *,
               verdicts: Mapping[str, EngineVerdict] | None = None, human_probs: Mapping[str, float] | None = None,
+              maia_probs: Mapping[str, Mapping[str, float]] | None = None,
               concepts: Sequence[ConceptPrototypes] = (), rejected: Sequence[Rejection] = (),
               name: str = "puzzles", model: Mapping[str, Any] | None = None,
               solve_config: SolveConfig | None = None) -> tuple[PuzzleBook, BuildReport]:
@@ -313,9 +321,13 @@ def make_book(candidates: Sequence[Candidate], config: PuzzleChecks, *,
 
     `concepts` (the input records, in order) fixes the concept order of the book and lets concepts without any
     candidate be reported as left out; `rejected` carries earlier rejections (duplicates, finished games).
+    `maia_probs` ({id: {model: p}}, weakest model first) gives each puzzle its per-level probabilities and its
+    difficulty (`puzzles.human`); its largest probability is the puzzle's `human_policy_prob` unless
+    `human_probs` says otherwise.
     """
     verdicts = verdicts or {}
-    human_probs = human_probs or {}
+    maia_probs = maia_probs or {}
+    human_probs = {**{k: max(v.values()) for k, v in maia_probs.items() if v}, **(human_probs or {})}
     report = BuildReport(concepts_in=len(concepts), candidates=len(candidates), rejected=list(rejected))
     report.positions_in = sum(len(c.positions) for c in concepts) if concepts else len(candidates) + len(rejected)
     seen: dict[str, str] = {}
@@ -323,8 +335,10 @@ def make_book(candidates: Sequence[Candidate], config: PuzzleChecks, *,
     for cand in candidates:
         prob = human_probs.get(cand.id)
         rating, source = _rate(cand, prob)
+        levels = maia_probs.get(cand.id)
         puzzle = ConceptPuzzle(cand, run_checks(cand, config, verdicts.get(cand.id), prob),
-                               verdicts.get(cand.id), prob, rating, source)
+                               verdicts.get(cand.id), prob, rating, source, levels,
+                               difficulty(levels, config.human_threshold) if levels else None)
         key = position_key(cand.fen)
         if key in seen:
             report.rejected.append(_rejection(puzzle, [f"dedupe: duplicate of {seen[key]}"]))
@@ -377,8 +391,8 @@ def make_book(candidates: Sequence[Candidate], config: PuzzleChecks, *,
 
 
 def human_probs_for(net: nn.Module, candidates: Sequence[Candidate], batch_size: int = 256) -> dict[str, float]:
-    """`human_policy_prob` of every candidate's answer, by candidate id (the position with its last move)."""
-    boards = [c.board_with_last_move() for c in candidates]
+    """`human_policy_prob` of every candidate's answer, by candidate id (the position with its game history)."""
+    boards = [c.board_with_history() for c in candidates]
     answers = [chess.Move.from_uci(c.answer) for c in candidates]
     probs = human_policy_probs(net, boards, answers, batch_size)
     return {c.id: p for c, p in zip(candidates, probs, strict=True)}

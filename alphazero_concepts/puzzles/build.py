@@ -39,6 +39,7 @@ from alphazero_concepts.puzzles.candidates import (
 from alphazero_concepts.puzzles.checks import PuzzleChecks, needs_engine
 from alphazero_concepts.puzzles.engine import EngineVerdict, StockfishAnalyser
 from alphazero_concepts.puzzles.export import write_text
+from alphazero_concepts.puzzles.human import HumanModels, ladder_probs
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
 
 __all__ = ["BuildError", "BuildResult", "RunPaths", "build_run"]
@@ -147,7 +148,8 @@ def _search_state(teacher_id: str, solve_config: SolveConfig, mcts_config: MCTSC
 
 def build_run(run: str | os.PathLike[str], teacher: nn.Module, *, teacher_id: str,
               checks: PuzzleChecks | None = None, solve_config: SolveConfig | None = None,
-              mcts_config: MCTSConfig | None = None, human: nn.Module | None = None, human_id: str | None = None,
+              mcts_config: MCTSConfig | None = None, human: nn.Module | HumanModels | None = None,
+              human_id: str | None = None,
               stockfish: str | None = None, prototypes: str | os.PathLike[str] | None = None,
               out: str | os.PathLike[str] | None = None, name: str | None = None,
               model: Mapping[str, Any] | None = None, fresh: bool = False,
@@ -235,10 +237,14 @@ def build_run(run: str | os.PathLike[str], teacher: nn.Module, *, teacher_id: st
         elif verdicts:
             engine_name = next(iter(verdicts.values())).engine
 
-    # 3. human model (fast: one batched forward pass)
+    # 3. human model(s) (fast: one batched forward pass each): one model, or a ladder {name: model} (Maia)
     probs: dict[str, float] = {}
+    levels: dict[str, dict[str, float]] = {}
     if human is not None and candidates:
-        probs = human_probs_for(human, candidates)
+        if isinstance(human, Mapping):
+            levels = ladder_probs(human, candidates)
+        else:
+            probs = human_probs_for(human, candidates)
         if progress:
             progress("human model", len(candidates), len(candidates))
 
@@ -246,7 +252,8 @@ def build_run(run: str | os.PathLike[str], teacher: nn.Module, *, teacher_id: st
     provenance = {"teacher": teacher_id, "human_model": human_id, "simulations": solve_config.simulations,
                   "stockfish": engine_name, "stockfish_depth": checks.engine_depth if checks.engine else None,
                   "prototypes": str(paths.prototypes), **dict(model or {})}
-    book, report = make_book(candidates, checks, verdicts=verdicts, human_probs=probs, concepts=concepts,
+    book, report = make_book(candidates, checks, verdicts=verdicts, human_probs=probs, maia_probs=levels,
+                             concepts=concepts,
                              rejected=rejected, name=name or f"{paths.run.name} puzzles", model=provenance,
                              solve_config=solve_config)
     _write_json(paths.config, {"checks": checks.to_dict(), "solve": solve_config.to_dict(),

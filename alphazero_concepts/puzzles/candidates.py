@@ -401,6 +401,8 @@ class Candidate:
     prev_fen: str | None = None
     last_move: str | None = None
     score: float | None = None
+    start_fen: str | None = None  # the game's start and its moves up to the puzzle position, when known
+    history: tuple[str, ...] = ()
 
     def under(self, concept: ConceptPrototypes, position: PrototypePosition, id: str | None = None) -> Candidate:
         """This solved position as a puzzle of `concept`: its labels and scores, the position's split and score."""
@@ -420,6 +422,13 @@ class Candidate:
             return board
         return self.board()
 
+    def board_with_history(self) -> chess.Board:
+        """The puzzle position with its whole game on the move stack when known (what a network trained with
+        history planes should read), else with the last move."""
+        if self.start_fen is not None and self.history:
+            return Position(self.start_fen, self.history).board()
+        return self.board_with_last_move()
+
     @property
     def answer_prior(self) -> float:
         return self.moves[0].prior
@@ -434,7 +443,8 @@ class Candidate:
                 "answer": self.answer, "line": list(self.line), "moves": [m.to_dict() for m in self.moves],
                 "visit_share": self.visit_share, "q_gap": self.q_gap, "root_value": self.root_value,
                 "nn_value": self.nn_value, "legal_moves": self.legal_moves, "simulations": self.simulations,
-                "prev_fen": self.prev_fen, "last_move": self.last_move, "score": self.score}
+                "prev_fen": self.prev_fen, "last_move": self.last_move, "score": self.score,
+                "start_fen": self.start_fen, "history": list(self.history)}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Candidate:
@@ -442,7 +452,8 @@ class Candidate:
                    d.get("teachability"), d["fen"], d["split"], d["answer"], tuple(d["line"]),
                    tuple(MoveStat.from_dict(m) for m in d["moves"]), float(d["visit_share"]), d.get("q_gap"),
                    float(d["root_value"]), float(d["nn_value"]), int(d["legal_moves"]), int(d["simulations"]),
-                   d.get("prev_fen"), d.get("last_move"), d.get("score"))
+                   d.get("prev_fen"), d.get("last_move"), d.get("score"), d.get("start_fen"),
+                   tuple(d.get("history") or ()))
 
 
 def _line_from(node: Node | None, first: chess.Move, max_plies: int) -> list[chess.Move]:
@@ -485,7 +496,8 @@ def candidate_from_result(planned: PlannedPosition, result: SearchResult, config
         answer=answer.uci(), line=tuple(m.uci() for m in pv), moves=tuple(stats),
         visit_share=ranked[0][1] / total if total > 0 else 0.0, q_gap=q_gap, root_value=float(result.root_value),
         nn_value=float(result.nn_value), legal_moves=len(result.moves), simulations=int(total),
-        prev_fen=pos.prev_fen(), last_move=pos.last_move, score=pos.score)
+        prev_fen=pos.prev_fen(), last_move=pos.last_move, score=pos.score,
+        start_fen=pos.start_fen if pos.moves else None, history=tuple(pos.moves))
 
 
 def solve(planned: Sequence[PlannedPosition], mcts: MCTS, config: SolveConfig | None = None, *,

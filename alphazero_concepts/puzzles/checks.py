@@ -19,9 +19,15 @@ all configured by `PuzzleChecks`:
   `engine_scope`: "passing" (default) asks Stockfish only about candidates that pass the network's own checks
   (unique, line, trivial; the engine cannot rescue one they reject, and most candidates fail them), "all" about
   every candidate (the build report then has the engine's numbers for the rejected ones too).
-* ``human``: `human_policy_prob`, the probability that a human-trained model (default: the supervised kick-start
-  checkpoint) plays the answer, is recorded; with `max_human_policy_prob` set, answers humans play at least that
-  often are rejected (too easy to be "machine" knowledge).
+* ``audit`` (with the engine, `audit`): the grandmaster-grade rules of `rules.judge` on Stockfish's verdict at
+  `engine_depth` (18 by default): undecided (|eval| ≤ `max_eval` cp before the answer), correct (the answer within
+  `max_answer_loss` cp of Stockfish's best), unique (every other move ≥ `min_gap` cp worse), not trivial, worth
+  asking (no mate in ≤ `fail_mate_in` for the solver). The same rules as `azc puzzles audit`, so every set the
+  build writes passes that audit at the same settings.
+* ``human``: `human_policy_prob`, the probability that a model of human play plays the answer (by default the
+  most human-findable level of the Maia ladder, see `human.py`), is recorded with every level's probability and
+  the puzzle's difficulty; with `max_human_policy_prob` set, answers humans play at least that often are rejected
+  (too easy to be "machine" knowledge).
 
 A check that did not run (no engine, no human model) is recorded with ``passed: null`` and rejects nothing.
 The per-concept rules (≥ `min_puzzles_per_concept` puzzles, deduplication) are applied by `book.make_book`.
@@ -43,6 +49,7 @@ from torch import nn
 from alphazero_concepts.nn.network import DictConfig, predict
 from alphazero_concepts.puzzles.candidates import Candidate
 from alphazero_concepts.puzzles.engine import EngineVerdict, win_chances
+from alphazero_concepts.puzzles.rules import AuditItem, AuditRules, judge
 from alphazero_concepts.search.mcts import legal_softmax
 from alphazero_concepts.study.puzzleset import MIN_LINE_PLIES
 
@@ -51,6 +58,7 @@ __all__ = [
     "TRIVIAL_RULES",
     "CheckResult",
     "PuzzleChecks",
+    "check_audit",
     "check_engine",
     "check_human",
     "check_line",
@@ -63,7 +71,7 @@ __all__ = [
     "trivial_reasons",
 ]
 
-CHECK_NAMES = ("unique", "only_move", "line", "trivial", "engine", "human")
+CHECK_NAMES = ("unique", "only_move", "line", "trivial", "engine", "audit", "human")
 TRIVIAL_RULES = ("only_legal_move", "mate_in_one", "recapture")
 DISAGREE_ACTIONS = ("flag", "reject")
 ENGINE_SCOPES = ("passing", "all")
@@ -81,8 +89,14 @@ class PuzzleChecks(DictConfig):
     min_line_plies: int = 3
     trivial: tuple[str, ...] = TRIVIAL_RULES
     engine: bool = True
-    engine_depth: int = 16
+    engine_depth: int = 18
     max_cp_loss: int = 150
+    audit: bool = True  # the grandmaster-grade rules (rules.judge) on the engine's verdict
+    max_eval: int = 250
+    max_answer_loss: int = 20
+    min_gap: int = 75
+    fail_mate_in: int = 2
+    human_threshold: float = 0.1  # a human model "finds" the answer when it plays it with at least this probability
     on_disagree: str = "flag"
     engine_scope: str = "passing"
     max_human_policy_prob: float | None = None
@@ -118,6 +132,11 @@ class PuzzleChecks(DictConfig):
         out = super().to_dict()
         out["trivial"] = list(self.trivial)
         return out
+
+    def audit_rules(self) -> AuditRules:
+        """The `rules.AuditRules` of these checks (the audit's own defaults where these do not say)."""
+        return AuditRules(max_eval=self.max_eval, max_cp_loss=self.max_answer_loss, min_gap=self.min_gap,
+                          fail_mate_in=self.fail_mate_in)
 
 
 @dataclass(frozen=True)
@@ -247,6 +266,22 @@ def check_engine(verdict: EngineVerdict | None, config: PuzzleChecks) -> CheckRe
                        {"max_cp_loss": config.max_cp_loss, "on_disagree": config.on_disagree}, detail)
 
 
+def check_audit(candidate: Candidate, verdict: EngineVerdict | None, config: PuzzleChecks) -> CheckResult:
+    """The grandmaster-grade rules (`rules.judge`) on Stockfish's verdict; every failed rule is in the detail."""
+    if not config.audit:
+        return _not_run("audit", "audit rules off")
+    if verdict is None:
+        return _not_run("audit", "no engine verdict")
+    board = candidate.board_with_last_move()
+    last = board.peek() if board.move_stack else None
+    item = AuditItem(candidate.id, board, chess.Move.from_uci(candidate.answer), last, "build", 0)
+    results = judge(item, verdict, config.audit_rules())
+    failed = [r.detail for r in results.values() if r.passed is False]
+    detail = "; ".join(failed) if failed else "; ".join(r.detail for r in results.values() if r.passed)
+    return CheckResult("audit", not failed, {name: r.value for name, r in results.items()},
+                       config.audit_rules().to_dict(), detail)
+
+
 def check_human(prob: float | None, config: PuzzleChecks) -> CheckResult:
     """Record `human_policy_prob`; reject only when `max_human_policy_prob` is set and reached."""
     if prob is None:
@@ -276,7 +311,8 @@ def run_checks(candidate: Candidate, config: PuzzleChecks, verdict: EngineVerdic
     if verdict is not None and verdict.answer != candidate.answer:
         raise ValueError(f"{candidate.id}: engine verdict is for {verdict.answer}, the answer is {candidate.answer}")
     results = [check_unique(candidate, config), check_only_move(verdict, config), check_line(candidate, config),
-               check_trivial(candidate, config), check_engine(verdict, config), check_human(human_prob, config)]
+               check_trivial(candidate, config), check_engine(verdict, config),
+               check_audit(candidate, verdict, config), check_human(human_prob, config)]
     return {r.name: r for r in results}
 
 

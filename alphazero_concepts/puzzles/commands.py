@@ -17,17 +17,19 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from alphazero_concepts.commandline import fail, load_model
+from alphazero_concepts.puzzles.audit import audit_command
 
 __all__ = ["puzzles_app", "register"]
 
-puzzles_app = typer.Typer(help="Puzzle sets from kept concepts: build (teacher search + checks) and export "
-                               "(PGN, EPD, Lichess CSV, JSON, HTML booklet).", no_args_is_help=True,
+puzzles_app = typer.Typer(help="Puzzle sets from kept concepts: build (teacher search + checks), export "
+                               "(PGN, EPD, Lichess CSV, JSON, HTML booklet) and audit (Stockfish re-check of "
+                               "any puzzle file).", no_args_is_help=True,
                           add_completion=False)
 console = Console(soft_wrap=True)  # long paths and messages stay on one line (greppable logs)
 
 
 def register(app: typer.Typer) -> None:
-    """Add the ``puzzles`` sub-app (``build``, ``export``) to `app`."""
+    """Add the ``puzzles`` sub-app (``build``, ``export``, ``audit``) to `app`."""
     app.add_typer(puzzles_app, name="puzzles")
 
 
@@ -87,12 +89,13 @@ def build(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Teacher: checkpoint, series dir, "
                                                                     "SERIES:NAME or bundled name (default: the "
                                                                     "bundled teacher)")] = None,
-    human: Annotated[str | None, typer.Option(help="Human-trained model for human_policy_prob (default: the "
-                                                   "first supervised checkpoint of the teacher's series; a Maia "
-                                                   ".pb.gz works too)")] = None,
+    human: Annotated[str | None, typer.Option(help="Model of human play for human_policy_prob: 'maia' (the Maia "
+                                                   "ladder 1100…1900, the default when its weights are found), "
+                                                   "or one model (checkpoint, series, .pb.gz); without Maia the "
+                                                   "default is the teacher series' human-games checkpoint")] = None,
     no_human: Annotated[bool, typer.Option("--no-human", help="Do not compute human_policy_prob")] = False,
     sims: Annotated[int, typer.Option("--sims", help="Teacher MCTS simulations per position")] = 800,
-    stockfish_depth: Annotated[int | None, typer.Option("--stockfish-depth", help="Stockfish depth [16]")] = None,
+    stockfish_depth: Annotated[int | None, typer.Option("--stockfish-depth", help="Stockfish depth [18]")] = None,
     stockfish: Annotated[str | None, typer.Option(help="Stockfish binary (default: PATH, /usr/games)")] = None,
     no_engine: Annotated[bool, typer.Option("--no-engine", help="Skip the Stockfish cross-check "
                                                                 "(engine_disagrees = null)")] = False,
@@ -141,15 +144,25 @@ def build(
     except ValueError as exc:
         raise fail(str(exc)) from exc
     teacher, meta = load_model(model, device)
-    human_net = human_meta = None
+    human_net: Any = None
+    human_meta = None
+    human_name = None
     if not no_human:
-        human_spec = human or default_human_spec(model)
-        if human_spec is None:
+        from alphazero_concepts.puzzles.human import load_maia_ladder
+
+        ladder = load_maia_ladder(device) if human in (None, "maia") else {}
+        if human == "maia" and not ladder:
+            raise fail("--human maia: no Maia weights found (set AZC_MAIA_DIR to the folder of maia-*.pb.gz)")
+        human_spec = None if ladder else human or default_human_spec(model)
+        if ladder:
+            human_net, human_name = ladder, "maia ladder: " + ", ".join(ladder)
+        elif human_spec is None:
             console.print("[yellow]no human model found: human_policy_prob not recorded (pass --human)[/yellow]")
         else:
             human_net, human_meta = load_model(human_spec, device)
+            human_name = human_meta.name
     provenance = {"teacher_name": meta.name, "teacher_sha256": meta.extra.get("sha256"),
-                  "human_name": human_meta.name if human_meta else None,
+                  "human_name": human_name,
                   "human_sha256": human_meta.extra.get("sha256") if human_meta else None,
                   "code_version": code_version(), "seed": 0}
     with Progress(TextColumn("[bold]{task.description}[/bold]"), BarColumn(),
@@ -165,7 +178,7 @@ def build(
         try:
             result = build_run(run, teacher, teacher_id=meta.extra.get("sha256") or meta.name, checks=checks,
                                solve_config=solve_config, human=human_net,
-                               human_id=human_meta.name if human_meta else None, stockfish=stockfish,
+                               human_id=human_name, stockfish=stockfish,
                                prototypes=prototypes, out=out, name=name, model=provenance, fresh=fresh,
                                progress=progress)
         except (BuildError, EngineUnavailable) as exc:
@@ -233,3 +246,6 @@ def export_cmd(
     for fmt, path in written.items():
         console.print(f"{fmt:5s} → {path}")
     console.print(f"{len(book.puzzles)} puzzles on {len(book.concepts())} concepts")
+
+
+puzzles_app.command("audit")(audit_command)  # the command lives with its library: puzzles/audit.py

@@ -26,7 +26,8 @@ import chess.engine
 
 from alphazero_concepts.engines import STOCKFISH_DIRS, locate_stockfish
 
-__all__ = ["MATE_CP", "EngineUnavailable", "EngineVerdict", "StockfishAnalyser", "find_stockfish", "win_chances"]
+__all__ = ["MATE_CP", "EngineUnavailable", "EngineVerdict", "StockfishAnalyser", "engine_verdict", "find_stockfish",
+           "win_chances"]
 
 MATE_CP = 10_000
 _HINT = ("install it (Debian/Ubuntu: apt-get install stockfish), pass its path (--stockfish PATH), or build "
@@ -92,14 +93,17 @@ def _cp(info: Mapping[str, Any], turn: chess.Color) -> int:
 
 
 class StockfishAnalyser:
-    """A running Stockfish (context manager) that gives `EngineVerdict`s at a fixed depth."""
+    """A running Stockfish (context manager) that gives `EngineVerdict`s at a fixed depth (or node budget)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None, depth: int = 16, *, threads: int = 1,
-                 hash_mb: int = 64) -> None:
+                 hash_mb: int = 64, nodes: int | None = None) -> None:
         if depth < 1:
             raise ValueError(f"depth must be ≥ 1, got {depth}")
+        if nodes is not None and nodes < 1:
+            raise ValueError(f"nodes must be ≥ 1, got {nodes}")
         self.path = find_stockfish(path)
         self.depth = depth
+        self.nodes = nodes
         try:
             self._engine = chess.engine.SimpleEngine.popen_uci(self.path)
         except (OSError, chess.engine.EngineError) as exc:
@@ -116,24 +120,39 @@ class StockfishAnalyser:
     def close(self) -> None:
         self._engine.quit()
 
+    @property
+    def limit(self) -> chess.engine.Limit:
+        """The search of every verdict: `nodes` when set, else `depth`."""
+        return chess.engine.Limit(nodes=self.nodes) if self.nodes else chess.engine.Limit(depth=self.depth)
+
     def verdict(self, board: chess.Board, answer: chess.Move) -> EngineVerdict:
-        """Stockfish's two best moves and the answer's score at `depth` (see the module docstring)."""
-        if not board.is_legal(answer):
-            raise ValueError(f"answer {answer.uci()} is illegal in {board.fen()!r}")
-        limit = chess.engine.Limit(depth=self.depth)
-        game = object()  # a new game key per position: python-chess sends ucinewgame
-        infos = self._engine.analyse(board, limit, multipv=2, game=game)
-        turn = board.turn
-        best = infos[0]["pv"][0]
-        best_cp = _cp(infos[0], turn)
-        second = infos[1]["pv"][0] if len(infos) > 1 and infos[1].get("pv") else None
-        second_cp = _cp(infos[1], turn) if second is not None else None
-        if answer == best:
-            answer_cp = best_cp
-        elif answer == second and second_cp is not None:
-            answer_cp = second_cp
-        else:
-            info = self._engine.analyse(board, limit, root_moves=[answer], game=game)
-            answer_cp = _cp(info, turn)
-        return EngineVerdict(self.depth, best.uci(), best_cp, answer.uci(), answer_cp,
-                             second.uci() if second is not None else None, second_cp, self.name)
+        """Stockfish's two best moves and the answer's score under `limit` (see the module docstring)."""
+        return engine_verdict(self._engine, board, answer, self.limit, self.name)
+
+
+def engine_verdict(engine: Any, board: chess.Board, answer: chess.Move, limit: chess.engine.Limit,
+                   name: str = "stockfish") -> EngineVerdict:
+    """Stockfish's two best moves (MultiPV 2) and the answer's score under `limit` (a depth or a node budget),
+    with the depth actually reached; when the answer is neither of the two best moves it is searched alone
+    (``root_moves``) under the same limit. `engine` is anything with python-chess's ``analyse`` (a
+    `chess.engine.SimpleEngine`, or a fake in tests)."""
+    if not board.is_legal(answer):
+        raise ValueError(f"answer {answer.uci()} is illegal in {board.fen()!r}")
+    game = object()  # a new game key per position: python-chess sends ucinewgame
+    infos = engine.analyse(board, limit, multipv=2, game=game)
+    if not infos or not infos[0].get("pv") or "score" not in infos[0]:
+        raise chess.engine.EngineError(f"no principal variation for {board.fen()!r}")
+    turn = board.turn
+    best = infos[0]["pv"][0]
+    best_cp = _cp(infos[0], turn)
+    second = infos[1]["pv"][0] if len(infos) > 1 and infos[1].get("pv") else None
+    second_cp = _cp(infos[1], turn) if second is not None else None
+    if answer == best:
+        answer_cp = best_cp
+    elif answer == second and second_cp is not None:
+        answer_cp = second_cp
+    else:
+        answer_cp = _cp(engine.analyse(board, limit, root_moves=[answer], game=game), turn)
+    depth = int(infos[0].get("depth") or limit.depth or 0)
+    return EngineVerdict(depth, best.uci(), best_cp, answer.uci(), answer_cp,
+                         second.uci() if second is not None else None, second_cp, name)
