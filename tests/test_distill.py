@@ -89,6 +89,14 @@ def test_dataset_history_matches_game_arrays(tmp_path: Path) -> None:
     np.testing.assert_array_equal(got.bitboards, want.bitboards)
     np.testing.assert_array_equal(got.repetitions, want.repetitions)
     np.testing.assert_array_equal(got.ply, want.ply)
+    bare = np.zeros(len(rows), dtype=bool)
+    bare[5:] = True  # these rows as from a bare FEN: the position itself, no history
+    shown = data.arrays(rows, bare)
+    np.testing.assert_array_equal(shown.bitboards[:5], want.bitboards[:5])
+    np.testing.assert_array_equal(shown.bitboards[5:, 0], want.bitboards[5:, 0])
+    assert not shown.bitboards[5:, 1:].any() and not shown.repetitions[5:, 1:].any()
+    a, b = kd.bare_mask(0, 7, 1000, 0.15), kd.bare_mask(0, 7, 1000, 0.15)
+    assert (a == b).all() and 0.1 < a.mean() < 0.2 and kd.bare_mask(0, 7, 10, 0.0) is None
 
 
 def test_policy_and_value_targets(tmp_path: Path) -> None:

@@ -6,6 +6,9 @@ Targets, per position (see `docs/teacher.md`):
 - value: the engine's WDL estimate for the side to move (cross-entropy into a WDL head, or MSE of P(win) − P(loss)
   into a tanh head).
 
+A share `history_dropout` of the training positions is shown without its history (history planes zero, as a
+position given by FEN alone is encoded), drawn per (seed, step).
+
 Data order is a pure function of (seed, step): epoch e visits the training rows in the permutation drawn from
 `np.random.default_rng([seed, e])`, batch b of an epoch is the b-th slice. The training state (weights, optimiser,
 step) is saved atomically every `state_every` steps into the series directory, so a run killed at any moment
@@ -52,6 +55,10 @@ class DistillConfig:
     total_steps: int = 30_000
     policy_temperature_cp: float = 40.0
     value_weight: float = 1.0
+    # share of training positions shown without their history, as a position given by FEN alone is encoded
+    # (history planes zero): without it the network reads "no history" as "the start of a game" and scores such
+    # positions near 0 whatever the material
+    history_dropout: float = 0.15
     holdout_every: int = 50
     holdout_positions: int = 8192
     checkpoint_every: int = 2000
@@ -68,6 +75,8 @@ class DistillConfig:
                 raise ValueError(f"distill {name} must be ≥ 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.policy_temperature_cp < 0 or self.value_weight < 0:
             raise ValueError("distill lr must be > 0, policy_temperature_cp and value_weight ≥ 0")
+        if not 0 <= self.history_dropout <= 1:
+            raise ValueError(f"distill history_dropout must be in [0, 1], got {self.history_dropout}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -100,10 +109,19 @@ def batch_rows(train_rows: np.ndarray, step: int, batch_size: int, seed: int,
     return perm[b * batch_size : (b + 1) * batch_size]
 
 
-def losses(net: AZNet, data: EngineData, rows: np.ndarray, temperature_cp: float) -> dict[str, torch.Tensor]:
-    """Policy cross-entropy, value loss, and the pieces needed for metrics, on `rows` (graph kept for backward)."""
+def bare_mask(seed: int, step: int, n: int, share: float) -> np.ndarray | None:
+    """Which rows of batch `step` are shown without history (a pure function of seed and step)."""
+    if share <= 0:
+        return None
+    return np.random.default_rng([seed, step, 17]).random(n) < share
+
+
+def losses(net: AZNet, data: EngineData, rows: np.ndarray, temperature_cp: float,
+           bare: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+    """Policy cross-entropy, value loss, and the pieces needed for metrics, on `rows` (graph kept for backward);
+    rows where `bare` is True are encoded without their history."""
     device = net.device
-    x = torch.from_numpy(arrays_to_planes(data.arrays(rows))).to(device)
+    x = torch.from_numpy(arrays_to_planes(data.arrays(rows, bare))).to(device)
     target_p = torch.from_numpy(data.policy_target(rows, temperature_cp)).to(device)
     heads = net.forward_heads(x)
     logp = F.log_softmax(heads["policy"], dim=1)
@@ -120,10 +138,12 @@ def losses(net: AZNet, data: EngineData, rows: np.ndarray, temperature_cp: float
 
 
 def train_step(net: AZNet, opt: torch.optim.Optimizer, data: EngineData, rows: np.ndarray,
-               config: DistillConfig) -> dict[str, float]:
-    """One optimiser step on `rows`; returns the batch's losses and top-1 agreement with the engine."""
+               config: DistillConfig, step: int = 0) -> dict[str, float]:
+    """One optimiser step on `rows` (batch `step`); returns the batch's losses and top-1 agreement with the
+    engine."""
     net.train()
-    out = losses(net, data, rows, config.policy_temperature_cp)
+    out = losses(net, data, rows, config.policy_temperature_cp,
+                 bare_mask(config.seed, step, len(rows), config.history_dropout))
     loss = out["policy_loss"] + config.value_weight * out["value_loss"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
@@ -135,15 +155,16 @@ def train_step(net: AZNet, opt: torch.optim.Optimizer, data: EngineData, rows: n
 
 @torch.inference_mode()
 def evaluate(net: AZNet, data: EngineData, rows: np.ndarray, temperature_cp: float,
-             batch_size: int = 1024) -> dict[str, float]:
+             batch_size: int = 1024, bare: bool = False) -> dict[str, float]:
     """Held-out metrics: policy loss, top-1 agreement with the engine's best move, value MSE (of P(win) − P(loss)
-    against the engine's) and, for scale, the MSE of the best constant predictor on the same rows."""
+    against the engine's) and, for scale, the MSE of the best constant predictor on the same rows. `bare`: every
+    position without its history (as from a FEN)."""
     net.eval()
     tot = {"policy_loss": 0.0, "value_loss": 0.0, "agree": 0.0, "value_mse": 0.0}
     targets = []
     for s in range(0, len(rows), batch_size):
         r = rows[s : s + batch_size]
-        out = losses(net, data, r, temperature_cp)
+        out = losses(net, data, r, temperature_cp, np.ones(len(r), dtype=bool) if bare else None)
         n = len(r)
         tot["policy_loss"] += float(out["policy_loss"]) * n
         tot["value_loss"] += float(out["value_loss"]) * n
@@ -214,6 +235,8 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
 
     def add_checkpoint() -> None:
         held = evaluate(net, data, eval_rows, config.policy_temperature_cp)
+        bare = evaluate(net, data, eval_rows[::4], config.policy_temperature_cp, bare=True)
+        held["bare_fen"] = {k: bare[k] for k in ("agree", "value_mse", "value_mse_constant", "positions")}
         meta = CheckpointMeta(name=f"{config.prefix}-{step:06d}", step=step, positions_seen=step * config.batch_size,
                               games_seen=data.games, stage="distill", seed=config.seed,
                               parent=series.entries[-1].name if series.entries else None,
@@ -224,13 +247,14 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
         series.add(net, meta, half=True)
         _append_log(out / LOG_FILE, {"step": step, "checkpoint": meta.name, "holdout": held})
         say(f"{meta.name}: held-out agreement {held['agree']:.3f}, policy loss {held['policy_loss']:.3f}, "
-            f"value MSE {held['value_mse']:.4f} (constant {held['value_mse_constant']:.4f})")
+            f"value MSE {held['value_mse']:.4f} (constant {held['value_mse_constant']:.4f}; from bare FENs "
+            f"{bare['value_mse']:.4f})")
 
     while step < stop_at:
         rows = batch_rows(train_rows, step, config.batch_size, config.seed, cache)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, config)  # type: ignore[arg-type]
-        stats = train_step(net, opt, data, rows, config)
+        stats = train_step(net, opt, data, rows, config, step)
         step += 1
         window.append(stats)
         stats = dict(stats, lr=lr_at(step - 1, config),  # type: ignore[arg-type]

@@ -205,9 +205,13 @@ class EngineData:
     def games(self) -> int:
         return int(self.game.max()) + 1 if len(self.game) else 0
 
-    def arrays(self, rows: np.ndarray) -> PositionArrays:
-        """Encoder arrays (with 8 steps of history within each game) of `rows`."""
-        return with_history(self.snapshots, rows, self.first[rows])
+    def arrays(self, rows: np.ndarray, bare: np.ndarray | None = None) -> PositionArrays:
+        """Encoder arrays (with 8 steps of history within each game) of `rows`; rows where `bare` is True get no
+        history, as a position given by FEN alone is encoded."""
+        first = self.first[rows]
+        if bare is not None:
+            first = np.where(bare, rows, first)
+        return with_history(self.snapshots, rows, first)
 
     def best_index(self, rows: np.ndarray) -> np.ndarray:
         """(B,) int64 policy index of the engine's best move."""
