@@ -11,15 +11,27 @@ from typing import Annotated
 import chess
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from alphazero_concepts.commandline import (
+    AzcGroup,
+    checked_rollout,
+    input_file,
+    output_dir,
+    output_file,
+    read_records,
+    remove_empty_dirs,
+    root_board,
+)
 from alphazero_concepts.commandline import fail as _fail
 from alphazero_concepts.commandline import load_model as _load
 from alphazero_concepts.study.cli import study_app
 
-app = typer.Typer(help="alphazero-concepts: find what a self-play chess network knows that people do not.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="alphazero-concepts: find what a self-play chess network knows that people do not. "
+                       "Errors: one line and exit status 2 for a bad input (docs/cli-errors.md).",
+                  no_args_is_help=True, add_completion=False, cls=AzcGroup)
 train_app = typer.Typer(help="Train networks: supervised kick-start from human games, and self-play RL.",
                         no_args_is_help=True)
 app.add_typer(train_app, name="train")
@@ -30,6 +42,23 @@ ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="Checkpoint file, series directory (strongest checkpoint), SERIES:NAME, bundled name, or "
                           "an lc0/Maia weights file (.pb.gz). Default: the bundled teacher.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto")]
+
+
+@app.callback()
+def _azc(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error instead of one line "
+                                                        "(also AZC_DEBUG=1)")] = False,
+) -> None:
+    # `debug` is read by AzcGroup (commandline.py) when a command fails
+    pass
+
+
+def _atomic_jsonl(path: Path, records) -> None:  # type: ignore[no-untyped-def]
+    """Write JSON lines all at once via a temporary file (a killed command leaves no half-written file)."""
+    from alphazero_concepts.nn.checkpoints import atomic_write_bytes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, "".join(json.dumps(r, default=str) + "\n" for r in records).encode(), fsync=False)
 
 
 def _search_table(result, top: int, title: str) -> Table:
@@ -57,18 +86,19 @@ def _search_table(result, top: int, title: str) -> Table:
 def analyse(
     fen: Annotated[str, typer.Argument(help="Position as FEN (quote it), or 'startpos'")],
     model: ModelOpt = None,
-    sims: Annotated[int, typer.Option("--sims", help="MCTS simulations")] = 400,
-    top: Annotated[int, typer.Option("--top", help="How many moves to show")] = 5,
+    sims: Annotated[int, typer.Option("--sims", min=1, help="MCTS simulations")] = 400,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many moves to show")] = 5,
     device: DeviceOpt = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
 ) -> None:
     """Analyse one position: top moves with visits, Q (side to move's view), priors and the machine's line."""
+    from alphazero_concepts.chess.positions import InputError, board_from_fen
     from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
 
     try:
-        board = chess.Board() if fen == "startpos" else chess.Board(fen)
-    except ValueError as exc:
-        raise _fail(f"invalid FEN {fen!r}: {exc}") from exc
+        board = chess.Board() if fen == "startpos" else board_from_fen(fen.strip())
+    except InputError as exc:
+        raise _fail(exc.reason) from exc
     net, meta = _load(model, device)
     result = MCTS(NetEvaluator(net), MCTSConfig(simulations=sims)).search([board])[0]
     if as_json:
@@ -103,12 +133,14 @@ def bench(
     from alphazero_concepts.nn.loading import load_network
     from alphazero_concepts.nn.network import AZNet, NetConfig, resolve_device
 
+    if json_path:
+        output_file(json_path, "--json")
     try:
         net, meta = load_network(model, resolve_device(device))
         name = meta.name
-    except CheckpointError:
+    except CheckpointError as exc:
         if model is not None:
-            raise
+            raise _fail(str(exc)) from exc
         net, name = AZNet(NetConfig(blocks=blocks, channels=channels)).eval(), f"untrained {blocks}x{channels}"
     start = time.time()
     config = dataclasses.replace(BenchConfig.for_mode(quick), ray=ray, training=training)
@@ -139,6 +171,8 @@ def validate(
     from alphazero_concepts.concepts.validation import ValidationConfig, run_validation
     from alphazero_concepts.filters.validation import filters_validation
 
+    if json_path:
+        output_file(json_path, "--json")
     net, meta = _load(model, device)
     log = lambda s: console.print(f"[dim]{s}[/dim]")  # noqa: E731
     config = ValidationConfig.for_mode(quick, net)
@@ -174,25 +208,34 @@ def collect(
     out: Annotated[Path, typer.Option("--out", help="Store directory (resumed when it holds a partial run)")],
     layers: Annotated[list[str] | None, typer.Option("--layers", help="Layer names (repeat); default: all")] = None,
     model: ModelOpt = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many positions")] = None,
-    min_ply: Annotated[int, typer.Option(help="PGN: skip positions before this ply")] = 0,
-    batch_size: Annotated[int, typer.Option()] = 256,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many positions")] = None,
+    min_ply: Annotated[int, typer.Option(min=0, help="PGN: skip positions before this ply")] = 0,
+    batch_size: Annotated[int, typer.Option(min=1)] = 256,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Capture activations at named layers into float16 memory-mapped arrays (resumable)."""
     import itertools
 
-    from alphazero_concepts.chess.positions import InputError, read_positions
+    from alphazero_concepts.chess.positions import InputError, ReadReport, read_positions
     from alphazero_concepts.concepts.activations import StoreError
     from alphazero_concepts.concepts.activations import collect as collect_store
 
-    net, meta = _load(model, device)
-    try:
+    output_dir(out)
+    report = ReadReport(str(positions))
+    try:  # the positions first: a bad file fails before the network is loaded
         kw = {"min_ply": min_ply} if positions.suffix.lower() == ".pgn" else {}
-        items = list(itertools.islice(read_positions(positions, **kw), limit))
+        items = list(itertools.islice(read_positions(positions, report=report, **kw), limit))
     except InputError as exc:
         raise _fail(str(exc)) from exc
+    if report.skipped:
+        console.print(f"[yellow]{escape(report.summary())}[/yellow]", soft_wrap=True)
+    if not items:
+        raise _fail(f"{positions}: no usable positions ({report.summary()})")
+    net, meta = _load(model, device)
     names = layers or net.layer_names
+    unknown = [x for x in names if x not in net.layer_names]
+    if unknown:
+        raise _fail(f"unknown layers {unknown}; the network has: {', '.join(net.layer_names)}")
     with _progress("collect") as progress:
         task = progress.add_task("collect", total=len(items))
         try:
@@ -210,28 +253,33 @@ def roots(
     model: ModelOpt = None,
     weaker: Annotated[str | None, typer.Option(help="Root-selection model (default: the series' checkpoint "
                                                     "before the strongest)")] = None,
-    games: Annotated[int, typer.Option(help="Self-play games of the teacher")] = 64,
-    max_roots: Annotated[int | None, typer.Option()] = None,
-    seed: Annotated[int, typer.Option()] = 0,
+    games: Annotated[int, typer.Option(min=1, help="Self-play games of the teacher")] = 64,
+    max_roots: Annotated[int | None, typer.Option(min=1)] = None,
+    seed: Annotated[int, typer.Option(min=0)] = 0,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Positions where the teacher and a weaker checkpoint choose different moves (each with why)."""
-    from alphazero_concepts.nn.loading import load_network, resolve_series
+    from alphazero_concepts.nn.checkpoints import CheckpointError
+    from alphazero_concepts.nn.loading import resolve_series
     from alphazero_concepts.search.roots import RootConfig, find_roots
 
+    output_file(out)
     teacher, meta = _load(model, device)
     if weaker is None:
-        series = resolve_series(model if model and Path(model).is_dir() else None)
+        try:
+            series = resolve_series(model if model and Path(model).is_dir() else None)
+        except CheckpointError as exc:
+            raise _fail(f"{exc}; give --weaker (the root-selection model)") from exc
         names = series.names
         strongest = series.strongest()
         earlier = names[: names.index(strongest)] or names[:1]
         weaker = f"{series.directory}:{earlier[-1]}"
-    weak_net, weak_meta = load_network(weaker)
+    weak_net, weak_meta = _load(weaker, device)
     found = find_roots(teacher, weak_net, RootConfig(games=games, max_roots=max_roots, seed=seed))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w") as fh:
-        for root in found:
-            fh.write(json.dumps({**root.to_dict(), "teacher": meta.name, "weaker": weak_meta.name}) + "\n")
+    if not found:
+        raise _fail(f"no roots: {meta.name} and {weak_meta.name} chose the same move everywhere in {games} games "
+                    f"(more --games, or another --weaker); {out} not written")
+    _atomic_jsonl(out, [{**root.to_dict(), "teacher": meta.name, "weaker": weak_meta.name} for root in found])
     console.print(f"{len(found)} roots from {games} games ({meta.name} vs {weak_meta.name}) → {out}")
 
 
@@ -240,29 +288,23 @@ def rollouts(
     roots_file: Annotated[Path, typer.Option("--roots", help="roots.jsonl (from `azc roots`)")],
     out: Annotated[Path, typer.Option("--out", help="rollouts.jsonl to write")],
     model: ModelOpt = None,
-    length: Annotated[int, typer.Option(help="T: plies of the chosen line")] = 10,
-    subpar: Annotated[int, typer.Option(help="J: sub-par lines per root")] = 5,
-    sims: Annotated[int, typer.Option("--sims", help="Simulations per search")] = 200,
-    limit: Annotated[int | None, typer.Option()] = None,
+    length: Annotated[int, typer.Option(min=1, help="T: plies of the chosen line")] = 10,
+    subpar: Annotated[int, typer.Option(min=1, help="J: sub-par lines per root")] = 5,
+    sims: Annotated[int, typer.Option("--sims", min=1, help="Simulations per search")] = 200,
+    limit: Annotated[int | None, typer.Option(min=1)] = None,
     device: DeviceOpt = "cpu",
 ) -> None:
     """Chosen and sub-par lines from every root (FEN + SAN + values + visits, readable by a person)."""
     from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
     from alphazero_concepts.search.rollouts import RolloutConfig
     from alphazero_concepts.search.rollouts import rollouts as run_rollouts
-    from alphazero_concepts.search.roots import Root
 
-    net, _ = _load(model, device)
-    with open(roots_file) as fh:
-        found = [Root.from_dict({k: v for k, v in json.loads(line).items() if k not in ("teacher", "weaker")})
-                 for line in fh if line.strip()][:limit]
+    output_file(out)
+    boards = read_records(roots_file, root_board, "roots")[:limit]
     config = RolloutConfig(length=length, max_subpar=subpar, simulations=sims)
-    results = run_rollouts(MCTS(NetEvaluator(net), MCTSConfig(simulations=sims)), [r.board() for r in found],
-                           config)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w") as fh:
-        for result in results:
-            fh.write(json.dumps(result.to_dict()) + "\n")
+    net, _ = _load(model, device)
+    results = run_rollouts(MCTS(NetEvaluator(net), MCTSConfig(simulations=sims)), boards, config)
+    _atomic_jsonl(out, [result.to_dict() for result in results])
     n_lines = sum(len(r.subpar) for r in results)
     console.print(f"{len(results)} roots, {n_lines} sub-par lines → {out}")
 
@@ -277,18 +319,21 @@ def mine(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Dynamic concepts: one sparse vector per root where the chosen line beats every sub-par line."""
+    import io
+
     import numpy as np
 
     from alphazero_concepts.concepts.activations import latents
     from alphazero_concepts.concepts.mining import MiningError, mine_dynamic
-    from alphazero_concepts.search.rollouts import Rollout
+    from alphazero_concepts.nn.checkpoints import atomic_write_bytes
 
+    if player not in ("one", "both"):
+        raise _fail(f"--player must be 'one' or 'both', got {player!r}")
+    output_dir(out)
+    items = read_records(rollouts_file, checked_rollout, "rollouts")
     net, meta = _load(model, device)
     if layer not in net.layer_names:
         raise _fail(f"unknown layer {layer!r}; the network has: {', '.join(net.layer_names)}")
-    with open(rollouts_file) as fh:
-        items = [Rollout.from_dict(json.loads(line)) for line in fh if line.strip()]
-    out.mkdir(parents=True, exist_ok=True)
     records, vectors = [], {}
     with _progress("mine") as progress:
         task = progress.add_task("mine", total=len(items))
@@ -309,10 +354,11 @@ def mine(
                             rollout.chosen.steps[0].fen, "model": meta.name,
                             "model_sha256": meta.extra.get("sha256"), **sol.to_record()})
         progress.update(task, completed=len(items))
-    with open(out / "concepts.jsonl", "w") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, default=str) + "\n")
-    np.savez_compressed(out / "vectors.npz", **vectors)
+    out.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **vectors)
+    atomic_write_bytes(out / "vectors.npz", buf.getvalue())
+    _atomic_jsonl(out / "concepts.jsonl", records)
     console.print(f"{len(vectors)} concepts from {len(items)} roots at {layer} → {out}")
 
 
@@ -334,16 +380,21 @@ def train_supervised_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Kick-start a network on human games: policy = the move played, value = the game result."""
+    from alphazero_concepts.chess.positions import InputError
+    from alphazero_concepts.nn.checkpoints import CheckpointError
     from alphazero_concepts.nn.network import NetConfig
     from alphazero_concepts.training.supervised import SupervisedConfig, train_supervised
 
     for path in pgn:
-        if not path.is_file():
-            raise _fail(f"{path}: no such PGN file")
-    config = SupervisedConfig(pgn=tuple(str(p) for p in pgn), net=NetConfig(blocks=blocks, channels=channels),
-                              seed=seed, batch_size=batch_size, lr=lr, total_steps=steps, min_elo=min_elo,
-                              checkpoint_every=checkpoint_every, chunk_games=chunk_games, threads=threads,
-                              device=device)
+        input_file(path, "PGN file")
+    output_dir(out)
+    try:
+        config = SupervisedConfig(pgn=tuple(str(p) for p in pgn), net=NetConfig(blocks=blocks, channels=channels),
+                                  seed=seed, batch_size=batch_size, lr=lr, total_steps=steps, min_elo=min_elo,
+                                  checkpoint_every=checkpoint_every, chunk_games=chunk_games, threads=threads,
+                                  device=device)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
     stop = min(steps, max_steps or steps)
     with Progress(TextColumn("[bold]train[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -354,12 +405,16 @@ def train_supervised_cmd(
             progress.update(task, completed=step, info=(
                 f"loss {stats['loss']:.3f} acc {stats['acc']:.3f} {stats['positions_per_s']:.0f} pos/s"))
 
-        series = train_supervised(config, out, max_steps=max_steps, progress=report)
+        try:
+            series = train_supervised(config, out, max_steps=max_steps, progress=report)
+        except (InputError, CheckpointError) as exc:
+            raise _fail(str(exc)) from exc
     last = series.entries[-1] if series.entries else None
     if last:
         hold = last.extra.get("holdout", {})
+        acc = f"{hold['acc']:.3f}" if "acc" in hold else "– (no held-out games)"
         console.print(f"series {out}: {len(series)} checkpoints; last {last.name} at step {last.step}, "
-                      f"{last.positions_seen:,} positions; held-out top-1 {hold.get('acc', float('nan')):.3f}")
+                      f"{last.positions_seen:,} positions; held-out top-1 {acc}")
 
 
 @train_app.command("distill")
@@ -374,6 +429,8 @@ def train_distill_cmd(
     temperature: Annotated[float | None, typer.Option(
         "--temperature", help="Policy target: softmax over MultiPV scores / this many centipawns; 0 = the "
                               "engine's best move only [40]")] = None,
+    history_dropout: Annotated[float | None, typer.Option(help="Share of positions shown without history, as "
+                                                                 "from a bare FEN [0.15]")] = None,
     blocks: Annotated[int | None, typer.Option(help="Residual blocks of a new series [6]")] = None,
     channels: Annotated[int | None, typer.Option(help="Channels of a new series [64]")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Add a series checkpoint every N steps [2000]")] = None,
@@ -388,8 +445,8 @@ def train_distill_cmd(
     from alphazero_concepts.training.distill import config_of, train_distill
 
     for path in games:
-        if not path.is_file():
-            raise _fail(f"{path}: no such engine-games file")
+        input_file(path, "engine-games file")
+    output_dir(out)
     try:
         base = config_of(out)
         net = None
@@ -398,6 +455,7 @@ def train_distill_cmd(
                                         (("blocks", blocks), ("channels", channels)) if v is not None}})
         config = config_of(out, [str(p) for p in games], total_steps=steps, batch_size=batch_size, lr=lr,
                            policy_temperature_cp=temperature, checkpoint_every=checkpoint_every, seed=seed,
+                           history_dropout=history_dropout,
                            threads=threads, device=device, net=net)
     except (ValueError, TypeError) as exc:
         raise _fail(str(exc)) from exc
@@ -412,10 +470,13 @@ def train_distill_cmd(
                 f"policy {stats['policy_loss']:.3f} value {stats['value_loss']:.3f} agree {stats['agree']:.2f} "
                 f"{stats['positions_per_s']:.0f} pos/s"))
 
+        created = not out.exists()
         try:
             series = train_distill(config, out, max_steps=max_steps, progress=report,
                                    log=lambda s: progress.console.print(f"[dim]{s}[/dim]"))
         except (InputError, ValueError) as exc:
+            if created:  # the data could not be used: leave no empty series directory behind
+                remove_empty_dirs(out)
             raise _fail(str(exc)) from exc
     last = series.entries[-1] if series.entries else None
     if last:
@@ -486,13 +547,18 @@ def run_cmd(
                                               "concepts before the filters)")] = None,
 ) -> None:
     """The whole method over one run directory: finished stages are skipped, a stopped run resumes."""
-    from alphazero_concepts.pipeline import PipelineError, load_config
+    from alphazero_concepts.pipeline import STAGES, PipelineError, load_config
 
+    for option, stage in (("--from", from_stage), ("--until", until)):
+        if stage is not None and stage not in STAGES:
+            raise _fail(f"{option} {stage!r}: not a stage (stages: {', '.join(STAGES)})")
     try:
         cfg = load_config(config)
     except PipelineError as exc:
         raise _fail(str(exc)) from exc
-    _pipeline(cfg, out or Path("runs") / config.stem, from_stage, until)
+    run_dir = out or Path("runs") / config.stem
+    output_dir(run_dir)
+    _pipeline(cfg, run_dir, from_stage, until)
 
 
 @app.command()
@@ -508,8 +574,11 @@ def quickstart(
     """
     import dataclasses
 
-    from alphazero_concepts.pipeline import PipelineConfig
+    from alphazero_concepts.pipeline import STAGES, PipelineConfig
 
+    if from_stage is not None and from_stage not in STAGES:
+        raise _fail(f"--from {from_stage!r}: not a stage (stages: {', '.join(STAGES)})")
+    output_dir(out)
     config = PipelineConfig.quickstart()
     config = dataclasses.replace(config, run=dataclasses.replace(config.run, device=device))
     _pipeline(config, out, from_stage)

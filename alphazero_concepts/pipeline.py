@@ -184,11 +184,12 @@ class PuzzlesStage(DictConfig):
     # "passing": Stockfish checks only candidates the network's checks pass; "all"
     engine_scope: Literal["passing", "all"] = "passing"
     min_visit_share: Annotated[float, Range(0, 1)] = 0.5
-    min_q_gap: Annotated[float, Range(0)] = 0.05
+    min_q_gap: Annotated[float, Range(-2, 2)] = 0.05  # Q values lie in [−1, 1]; −2 turns the check off
     min_puzzles_per_concept: Annotated[int, Range(1)] = 4
     human: bool = True  # record human_policy_prob (the probability that a model of human play plays the answer)
-    # that model: "" = the latest checkpoint before the teacher trained on human games only (stage "supervised";
-    # the earliest earlier one when none is), else a checkpoint name of the series or any model path
+    # that model: "" = the Maia ladder (maia-1100 … maia-1900, `engines.locate_maia_dir`) when its weights are
+    # found, else the latest checkpoint before the teacher trained on human games only (stage "supervised"; the
+    # earliest earlier one when none is); "maia" = the ladder or an error; else a checkpoint name or model path
     human_model: str = ""
     formats: tuple[str, ...] = ("pgn", "epd", "csv", "json", "html")
 
@@ -312,6 +313,9 @@ def load_config(path: str | Path) -> PipelineConfig:
         raise PipelineError(f"{path}: not valid TOML: {exc}") from exc
     except RecursionError as exc:
         raise PipelineError(f"{path}: not valid TOML: nested too deeply") from exc
+    if not data:  # an empty (or comments-only) file is more likely a mistake than "every default"
+        raise PipelineError(f"{path}: no settings in the config (an empty file?); `azc quickstart` writes a complete "
+                            "example to RUN/config.toml")
     try:
         return PipelineConfig.from_dict(data)
     except (TypeError, ValueError) as exc:
@@ -526,9 +530,11 @@ def run_pipeline(config: PipelineConfig, run: str | Path, *, from_stage: str | N
         t0 = time.perf_counter()
         try:
             summary = STAGE_FUNCS[stage](ctx)
-        except Exception:
-            # A stage that failed (bad input, a bug) is not progress: without its marker the next run clears its
-            # artifacts and starts it afresh. A killed stage (kill -9, Ctrl-C) keeps the marker and resumes.
+        except (ValueError, OSError):
+            # A stage that failed on its input (InputError, PipelineError, StageError, CheckpointError, an
+            # unreadable file …) is not progress: without its marker the next run clears its artifacts and starts
+            # it afresh, so nothing computed from the bad input is reused. A killed or interrupted stage keeps the
+            # marker and resumes.
             _marker(run, stage, started=True).unlink(missing_ok=True)
             raise
         seconds = time.perf_counter() - t0
@@ -885,7 +891,14 @@ def _stage_puzzles(ctx: Context) -> dict:
     human = human_id = None
     earlier = ctx.earlier_checkpoints()
     series = ctx.series()
-    if pc.human and pc.human_model:
+    from alphazero_concepts.puzzles.human import load_maia_ladder
+
+    ladder = load_maia_ladder(ctx.net.device) if pc.human and pc.human_model in ("", "maia") else {}
+    if pc.human_model == "maia" and not ladder:
+        raise PipelineError("puzzles.human_model = \"maia\": no Maia weights found (set AZC_MAIA_DIR)")
+    if ladder:
+        human, human_id = ladder, "maia ladder: " + ", ".join(ladder)
+    elif pc.human and pc.human_model:
         from alphazero_concepts.nn.loading import load_network
 
         human, human_meta = load_network(pc.human_model if series is None or pc.human_model not in series.names

@@ -63,4 +63,7 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     result = CliRunner().invoke(study_app, ["create", "--db", str(tmp_path / "s.sqlite"), "--puzzles", str(bad)])
     assert result.exit_code == 2 and "puzzles[0].fen: missing" in result.output
     result = CliRunner().invoke(study_app, ["stats", "--db", str(tmp_path / "s.sqlite"), "--study", "3"])
+    assert result.exit_code == 2 and "no such study database" in result.output  # only serve/create make one
+    Store(tmp_path / "s.sqlite").close()
+    result = CliRunner().invoke(study_app, ["stats", "--db", str(tmp_path / "s.sqlite"), "--study", "3"])
     assert result.exit_code == 2 and "no study 3" in result.output

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from alphazero_concepts.commandline import fail as _fail
+from alphazero_concepts.commandline import input_file, output_dir, output_file
 
 console = Console()
 
@@ -92,6 +93,12 @@ def arena(
     from alphazero_concepts.nn.checkpoints import CheckpointError
     from alphazero_concepts.nn.loading import resolve_series
 
+    if sts is not None:
+        input_file(sts, "STS suite")
+    if maia_dir is not None and not maia_dir.is_dir():
+        raise _fail(f"--maia-dir {maia_dir}: no such directory")
+    if out is not None:
+        output_dir(out)
     _set_threads(threads)
     try:
         s = resolve_series(series)
@@ -180,6 +187,9 @@ def sts(
 
     if (model is None) == (series is None):
         raise _fail("give exactly one of --model and --series")
+    input_file(suite, "STS suite")
+    if json_path:
+        output_file(json_path, "--json")
     _set_threads(threads)
     report = ReadReport(str(suite))
     try:

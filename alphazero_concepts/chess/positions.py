@@ -51,11 +51,14 @@ __all__ = [
     "InputError",
     "Position",
     "ReadReport",
+    "board_from_fen",
+    "board_problem",
     "boards_of",
     "fast_fen",
     "fast_fens",
     "read_epd",
     "read_fens",
+    "read_jsonl",
     "read_lichess_puzzles",
     "read_pgn_games",
     "read_pgn_positions",
@@ -459,6 +462,38 @@ def _status_text(board: chess.Board) -> str:
     return ", ".join(name.lower().replace("_", " ") for name in names) or "invalid"
 
 
+def board_problem(board: chess.Board) -> str | None:
+    """Why `board` is not a position of chess (``"no black king"``, ``"opposite check"`` …), or None if it is."""
+    return None if board.is_valid() else _status_text(board)
+
+
+def board_from_fen(fen: str, *, source: str = "", line: int | None = None, moves: Sequence[str] = ()) -> chess.Board:
+    """The board of `fen` with the UCI `moves` pushed; `InputError` for a FEN that does not parse, an impossible
+    position (`board.is_valid()` false, with the reason) or an illegal move. `source`/`line` locate the error."""
+    if not isinstance(fen, str):
+        raise InputError(f"FEN must be a string, got {type(fen).__name__}", source=source, line=line)
+    try:
+        board = chess.Board(fen)
+    except ValueError as error:
+        raise InputError(f"invalid FEN {_clip(fen)!r}: {error}", source=source, line=line) from None
+    problem = board_problem(board)
+    if problem:
+        raise InputError(f"impossible position {_clip(fen)!r}: {problem}", source=source, line=line)
+    if isinstance(moves, str) or not isinstance(moves, Sequence):
+        raise InputError(f"moves must be a list of UCI moves, got {type(moves).__name__}", source=source, line=line)
+    for i, uci in enumerate(moves):
+        try:
+            board.push(board.parse_uci(uci if isinstance(uci, str) else ""))
+        except ValueError:
+            raise InputError(f"move {i + 1} {_clip(str(uci))!r} is not legal in {board.fen()}", source=source,
+                             line=line) from None
+    return board
+
+
+def _clip(text: str, width: int = 100) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # PGN
 
@@ -518,7 +553,7 @@ class _MainlineVisitor(chess.pgn.BaseVisitor["_MainlineVisitor"]):
         if board.chess960:
             self._error("start position has Chess960 castling rights (only standard chess is read)")
         elif "FEN" in self.headers and not board.is_valid():
-            self._error(f"invalid FEN header {self.headers['FEN']!r}: {_status_text(board)}")
+            self._error(f"invalid FEN header {_clip(self.headers['FEN'])!r}: {_status_text(board)}")
 
     def begin_variation(self) -> chess.pgn.SkipType:
         return chess.pgn.SKIP
@@ -537,7 +572,7 @@ class _MainlineVisitor(chess.pgn.BaseVisitor["_MainlineVisitor"]):
     def _error(self, message: str) -> None:
         # Errors in the movetext point at the line being parsed; header problems at the start of the game.
         line = self._reader.lineno if self.start_fen is not None else self._reader.start_line
-        self.errors.append((line, message))
+        self.errors.append((line, _clip(message, 300)))
 
     def result(self) -> _MainlineVisitor:
         return self
@@ -669,10 +704,10 @@ def read_epd(path: PathLike, *, report: ReadReport | None = None, strict: bool =
                 try:
                     board, ops = chess.Board.from_epd(text)
                 except ValueError as error:
-                    _skip(rep, strict, f"invalid EPD {text!r}: {error}", source, lineno)
+                    _skip(rep, strict, f"invalid EPD {_clip(text)!r}: {_clip(str(error))}", source, lineno)
                     continue
                 if not board.is_valid():
-                    _skip(rep, strict, f"invalid position {text!r}: {_status_text(board)}", source, lineno)
+                    _skip(rep, strict, f"invalid position {_clip(text)!r}: {_status_text(board)}", source, lineno)
                     continue
                 meta = {op: _epd_value(board, op, value) for op, value in ops.items()}
                 rep.read += 1
@@ -691,10 +726,10 @@ def read_fens(path: PathLike, *, report: ReadReport | None = None, strict: bool 
                 try:
                     board = chess.Board(text)
                 except ValueError as error:
-                    _skip(rep, strict, f"invalid FEN {text!r}: {error}", source, lineno)
+                    _skip(rep, strict, f"invalid FEN {_clip(text)!r}: {_clip(str(error))}", source, lineno)
                     continue
                 if not board.is_valid():
-                    _skip(rep, strict, f"invalid position {text!r}: {_status_text(board)}", source, lineno)
+                    _skip(rep, strict, f"invalid position {_clip(text)!r}: {_status_text(board)}", source, lineno)
                     continue
                 rep.read += 1
                 yield Position(board.fen(), (), source, line=lineno)
@@ -731,7 +766,11 @@ def _puzzles(source: str, report: ReadReport, strict: bool) -> Iterator[Position
         for lineno, line in _LineReader(raw):
             if not line.strip():
                 continue
-            row = next(csv.reader([line]))
+            try:
+                row = next(csv.reader([line]))
+            except csv.Error as error:  # e.g. a field over the csv module's size limit
+                _skip(report, strict, f"unreadable CSV row: {error}", source, lineno)
+                continue
             if columns is None:
                 if len(row) < 2 or "/" not in row[1]:  # a header row: its FEN column holds a name
                     columns = tuple(cell.strip() for cell in row)
@@ -762,9 +801,9 @@ def _puzzle(row: list[str], columns: tuple[str, ...], source: str, lineno: int) 
     try:
         board = chess.Board(fen)
     except ValueError as error:
-        return None, f"invalid FEN {fen!r}: {error}"
+        return None, f"invalid FEN {_clip(fen)!r}: {_clip(str(error))}"
     if not board.is_valid():
-        return None, f"invalid position {fen!r}: {_status_text(board)}"
+        return None, f"invalid position {_clip(fen)!r}: {_status_text(board)}"
     ucis = moves.split()
     if not ucis:
         return None, "no moves"
@@ -773,12 +812,75 @@ def _puzzle(row: list[str], columns: tuple[str, ...], source: str, lineno: int) 
         for uci in ucis[1:]:
             chess.Move.from_uci(uci)
     except ValueError as error:
-        return None, f"bad move in {moves!r}: {error}"
+        return None, f"bad move in {_clip(moves)!r}: {_clip(str(error))}"
     if not board.is_legal(first):
-        return None, f"first move {ucis[0]!r} is illegal in {fen!r}"
+        return None, f"first move {_clip(ucis[0])!r} is illegal in {fen!r}"
     meta = {name: value for name, value in cells.items() if name not in ("FEN", "Moves")}
     meta["solution"] = " ".join(ucis[1:])
     return Position(board.fen(), (ucis[0],), source, line=lineno, meta=meta), ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON lines
+
+
+def read_jsonl(
+    path: PathLike,
+    parse: Callable[[dict[str, Any]], T],
+    *,
+    report: ReadReport | None = None,
+    strict: bool = False,
+) -> Iterator[T]:
+    """`parse(record)` of every JSON object of a JSON-lines file (one object a line; blank lines ignored).
+
+    A line that is not UTF-8, not JSON, not a JSON object, or that `parse` rejects (it raises `InputError`,
+    `KeyError`, `TypeError`, `ValueError`, `AttributeError` or `IndexError`) is skipped with an `InputError` naming
+    the file and line, like the other readers; ``strict=True`` raises the first one instead. A missing file
+    raises `InputError` at once.
+    """
+    source = _check_file(path)
+    return _reported(source, report, lambda rep: _jsonl(source, parse, rep, strict))
+
+
+def _jsonl(source: str, parse: Callable[[dict[str, Any]], T], report: ReadReport, strict: bool) -> Iterator[T]:
+    import json
+
+    with _open(source) as raw:
+        for lineno, data in enumerate(raw, 1):
+            if lineno == 1:
+                data = data.removeprefix(b"\xef\xbb\xbf")
+            if not data.strip():
+                continue
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                _skip(report, strict, f"not UTF-8 text (byte {data[error.start:error.start + 1]!r} at column "
+                                      f"{error.start + 1})", source, lineno)
+                continue
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError as error:
+                _skip(report, strict, f"invalid JSON ({error.msg} at column {error.colno})", source, lineno)
+                continue
+            except RecursionError:
+                _skip(report, strict, "invalid JSON (nested too deeply)", source, lineno)
+                continue
+            if not isinstance(record, dict):
+                _skip(report, strict, f"expected a JSON object, got {type(record).__name__}", source, lineno)
+                continue
+            try:
+                item = parse(record)
+            except InputError as error:
+                _skip(report, strict, error.reason, source, lineno)
+                continue
+            except KeyError as error:
+                _skip(report, strict, f"missing field {error}", source, lineno)
+                continue
+            except (TypeError, ValueError, AttributeError, IndexError) as error:
+                _skip(report, strict, f"unusable record ({_clip(str(error))})", source, lineno)
+                continue
+            report.read += 1
+            yield item
 
 
 # ---------------------------------------------------------------------------------------------------------------

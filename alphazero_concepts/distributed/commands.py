@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from alphazero_concepts.commandline import checked_rollout, output_dir, read_records, root_board
 from alphazero_concepts.commandline import fail as _fail
 from alphazero_concepts.distributed.backend import BACKENDS, Backend, BackendConfig, ProgressFn, ShardError
 
@@ -47,8 +48,22 @@ DeviceOpt = Annotated[str, typer.Option(
     "--device", help="cpu, cuda or auto (auto: the GPU a Ray task was given, else the CPU)")]
 
 
+def check_address(address: str | None) -> str | None:
+    """`address` if it has the form of a Ray address (auto, local, HOST:PORT or ray://HOST:PORT), else exit 2: a
+    malformed one would otherwise have Ray retry it for minutes."""
+    if address is None or address in ("auto", "local"):
+        return address
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    ok = bool(sep and host and port.isdigit() and 0 < int(port) < 65536 and not any(c in host for c in " /\\@"))
+    if not ok:
+        raise _fail(f"--address {address!r}: expected auto, HOST:PORT or ray://HOST:PORT (e.g. 10.0.0.5:6379)")
+    return address
+
+
 def backend_from_options(backend: str = "local", address: str | None = None, workers: int = 0) -> Backend:
     """The backend the options name (clear CLI errors for bad combinations or an unreachable cluster)."""
+    check_address(address)
     try:
         return BackendConfig(kind=backend, address=address, workers=workers).make()
     except (ValueError, ShardError) as exc:
@@ -117,13 +132,10 @@ def rollouts_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Chosen and sub-par lines of every root, roots fanned out in shards (searched together within a shard)."""
-    from alphazero_concepts.distributed.stages import RolloutStageConfig, read_jsonl, root_board, run_rollouts
+    from alphazero_concepts.distributed.stages import RolloutStageConfig, run_rollouts
 
-    if not roots_file.is_file():
-        raise _fail(f"{roots_file}: no such file")
-    boards, problems = read_jsonl(roots_file, root_board)
-    _report_problems(problems)
-    boards = boards[:limit]
+    output_dir(out)
+    boards = read_records(roots_file, root_board, "roots")[:limit]
     try:
         config = RolloutStageConfig(length=length, max_subpar=subpar, simulations=sims, seed=seed,
                                     **({"shard_size": shard_size} if shard_size else {}))
@@ -155,16 +167,13 @@ def mine_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Dynamic concepts (one per root), roots fanned out in shards; the same concepts as `azc mine`."""
-    from alphazero_concepts.distributed.stages import MineConfig, mine_rollouts, read_jsonl
-    from alphazero_concepts.search.rollouts import Rollout
+    from alphazero_concepts.distributed.stages import MineConfig, mine_rollouts
 
-    if not rollouts_file.is_file():
-        raise _fail(f"{rollouts_file}: no such file")
+    output_dir(out)
+    items = read_records(rollouts_file, checked_rollout, "rollouts")
     net, meta, source = _load(model, device, ship_weights)
     if layer not in net.layer_names:
         raise _fail(f"unknown layer {layer!r}; the network has: {', '.join(net.layer_names)}")
-    items, problems = read_jsonl(rollouts_file, Rollout.from_dict)
-    _report_problems(problems)
     try:
         config = MineConfig(layer=layer, player=player, **({"shard_size": shard_size} if shard_size else {}))
     except ValueError as exc:
@@ -195,14 +204,22 @@ def collect_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Activations at named layers, positions fanned out in shards, assembled into one float16 store."""
-    from alphazero_concepts.chess.positions import InputError, read_positions
+    from alphazero_concepts.chess.positions import InputError, ReadReport, read_positions
     from alphazero_concepts.concepts.activations import StoreError
     from alphazero_concepts.distributed.stages import CollectConfig, collect_activations
 
+    output_dir(out)
+    report = ReadReport(str(positions))
+    try:  # the positions first: a bad file fails before the network is loaded
+        kw = {"min_ply": min_ply} if positions.suffix.lower() == ".pgn" else {}
+        items = list(itertools.islice(read_positions(positions, report=report, **kw), limit))
+    except InputError as exc:
+        raise _fail(str(exc)) from exc
+    _report_problems([str(e) for e in report.errors])
+    if not items:
+        raise _fail(f"{positions}: no usable positions ({report.summary()})")
     net, meta, source = _load(model, device, ship_weights)
     try:
-        kw = {"min_ply": min_ply} if positions.suffix.lower() == ".pgn" else {}
-        items = list(itertools.islice(read_positions(positions, **kw), limit))
         config = CollectConfig(layers=tuple(layers or net.layer_names), batch_size=batch_size,
                                **({"shard_size": shard_size} if shard_size else {}))
     except (InputError, ValueError) as exc:
@@ -237,10 +254,15 @@ def selfplay_cmd(
 ) -> None:
     """Self-play on Ray: worker actors play, the learner (this process) trains and publishes new weights."""
     from alphazero_concepts.distributed.backend import RayConfig
+    from alphazero_concepts.distributed.selfplay import STATE_FILE as SELFPLAY_STATE
     from alphazero_concepts.distributed.selfplay import RaySelfPlay, RaySelfPlayConfig
     from alphazero_concepts.nn.checkpoints import CheckpointError
     from alphazero_concepts.training.selfplay import SelfPlayConfig
 
+    output_dir(out)
+    check_address(address)
+    if not (out / SELFPLAY_STATE).is_file():  # a new run: a bad --from fails before anything is written
+        _load(start, "cpu", False)
     try:
         config = RaySelfPlayConfig(workers=workers, games_per_batch=games_per_batch,
                                    positions_per_update=positions_per_update, max_staleness=max_staleness,
@@ -266,6 +288,7 @@ def status_cmd(address: AddressOpt = None) -> None:
     """The Ray cluster's nodes and resources (what the ray backend would use)."""
     from alphazero_concepts.distributed.backend import RayConfig, connect_ray, require_ray
 
+    check_address(address)
     try:
         owns = connect_ray(RayConfig(address=address))
     except ShardError as exc:

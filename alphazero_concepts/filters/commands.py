@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from alphazero_concepts.commandline import fail as _fail
+from alphazero_concepts.commandline import input_file, output_dir, run_dir
 
 console = Console()
 
@@ -36,6 +37,26 @@ def register(app: typer.Typer) -> None:
     """Add `novelty` (with `basis`) and `filter` (with `teachability`, `novelty`, `funnel`) to `app`."""
     app.add_typer(novelty_app, name="novelty")
     app.add_typer(filter_app, name="filter")
+
+
+def _usable_run(run: Path) -> Path:
+    """`run` is a run directory with at least one readable concept record, else exit 2 (a filter over zero
+    concepts would write empty results and look like success)."""
+    from alphazero_concepts.chess.positions import InputError, ReadReport
+    from alphazero_concepts.filters.rundir import load_concepts
+
+    run_dir(run)
+    report = ReadReport(str(run))
+    try:
+        concepts = load_concepts(run, report)
+    except InputError as exc:
+        raise _fail(str(exc)) from exc
+    if not concepts:
+        first = f"; first problem: {report.errors[0]}" if report.errors else ""
+        raise _fail(f"{run}: no usable concept records ({report.skipped} skipped){first}")
+    if report.skipped:
+        console.print(f"[yellow]{report.summary()}[/yellow]", soft_wrap=True, markup=False)
+    return run
 
 
 def _progress(label: str) -> Progress:
@@ -82,7 +103,7 @@ def basis_cmd(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Build and save the human and machine bases per layer (ranks, spectrum figure); reused by `filter novelty`."""
-    from alphazero_concepts.chess.positions import InputError
+    from alphazero_concepts.chess.positions import InputError, ReadReport
     from alphazero_concepts.filters.novelty import NoveltyConfig
     from alphazero_concepts.filters.rundir import BASIS_DIR, FIGURES, POOL, load_concepts
     from alphazero_concepts.filters.samples import SelfPlayConfig, bundled_human_games, load_sample, selfplay_sample
@@ -91,13 +112,23 @@ def basis_cmd(
 
     if out is None and run is None:
         raise _fail("give --run RUN or --out DIR")
+    if run is not None:
+        run_dir(run)
+    for path, option in ((human, "--human"), (machine, "--machine")):
+        if path is not None:
+            input_file(path, f"{option} file")
     out = out or run / BASIS_DIR  # type: ignore[operator]
-    net, meta = _teacher(model, device)
-    if not layers and run is not None:
+    output_dir(out)
+    if not layers and run is not None:  # the run's concept layers; a run without readable concepts is an error
+        report = ReadReport(str(run))
         try:
-            layers = sorted({c.layer for c in load_concepts(run)})
-        except InputError:
-            layers = None
+            layers = sorted({c.layer for c in load_concepts(run, report)})
+        except InputError as exc:
+            raise _fail(f"{exc}; or give --layers") from exc
+        if not layers:
+            first = f" (first problem: {report.errors[0]})" if report.errors else ""
+            raise _fail(f"{run}: no usable concept records ({report.skipped} skipped){first}; or give --layers")
+    net, meta = _teacher(model, device)
     layers = layers or [last_block(net)]
     unknown = [x for x in layers if x not in net.layer_names]
     if unknown:
@@ -166,6 +197,9 @@ def teachability_cmd(
     from alphazero_concepts.nn.checkpoints import CheckpointError
     from alphazero_concepts.nn.loading import resolve_series
 
+    _usable_run(run)
+    if pool is not None:
+        input_file(pool, "--pool file")
     teacher, meta = _teacher(model, device)
     spec = series
     if spec is None and model is not None:  # the teacher's own series: DIR, DIR:NAME or a bundled name
@@ -203,6 +237,9 @@ def novelty_cmd(
     from alphazero_concepts.chess.positions import InputError
     from alphazero_concepts.filters.stages import StageError, novelty_stage
 
+    _usable_run(run)
+    if basis is not None and not basis.is_dir():
+        raise _fail(f"--basis {basis}: no such directory (make one with `azc novelty basis`)")
     try:
         summary = novelty_stage(run, basis_dir=basis, order=order, log=_log)
     except (InputError, StageError, ValueError) as exc:
@@ -222,6 +259,7 @@ def funnel_cmd(
     from alphazero_concepts.chess.positions import InputError
     from alphazero_concepts.filters.stages import StageError, funnel_stage
 
+    _usable_run(run)
     try:
         result = funnel_stage(run, order=order, figure=figure)
     except (InputError, StageError, ValueError) as exc:

@@ -29,10 +29,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
+from alphazero_concepts.config_check import Range, check_fields
 from alphazero_concepts.nn.checkpoints import atomic_write_bytes
 from alphazero_concepts.nn.network import DictConfig
 from alphazero_concepts.plotting import pyplot, save_figure
@@ -45,16 +47,17 @@ BASIS_VERSION = 1
 class NoveltyConfig(DictConfig):
     """Parameters of the human and machine bases."""
 
-    positions: int = 4000  # N per side (the paper: 17,184)
-    human_min_ply: int = 10  # book plies skipped in human games (self-play: SelfPlayConfig.skip_plies)
-    max_games: int | None = None  # human games read at most (None: the whole file)
-    max_components: int = 2048  # basis vectors kept per side and layer
+    positions: Annotated[int, Range(2)] = 4000  # N per side (the paper: 17,184)
+    human_min_ply: Annotated[int, Range(0)] = 10  # book plies skipped in human games (self-play: skip_plies)
+    max_games: Annotated[int, Range(1)] | None = None  # human games read at most (None: the whole file)
+    max_components: Annotated[int, Range(1)] = 2048  # basis vectors kept per side and layer
     method: str = "auto"  # "auto", "gram", "svd" or "randomized"
-    exact_limit: int = 8192
-    rank_rtol: float | None = None  # None: σ_max · max(n, d) · ε_float32
-    seed: int = 0
+    exact_limit: Annotated[int, Range(1)] = 8192
+    rank_rtol: Annotated[float, Range(0, low_open=True)] | None = None  # None: σ_max · max(n, d) · ε_float32
+    seed: Annotated[int, Range(0)] = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types and ranges from the annotations
         if self.method not in ("auto", "gram", "svd", "randomized"):
             raise ValueError(f"NoveltyConfig.method must be auto, gram, svd or randomized, got {self.method!r}")
         if self.positions < 2 or self.max_components < 1:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,16 +97,20 @@ def load_concepts(run: str | Path, report: ReadReport | None = None) -> list[Con
             try:
                 with np.load(npz, allow_pickle=False) as data:
                     vectors = {k: np.asarray(data[k], dtype=np.float32).ravel() for k in data.files}
-            except (OSError, ValueError) as exc:
-                report.record_skip(InputError(f"unreadable vectors file: {exc}", source=str(npz), line=None))
-        with open(jsonl, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+                report.record_skip(InputError(f"unreadable vectors file: {exc or type(exc).__name__}",
+                                              source=str(npz), line=None))
+        with open(jsonl, "rb") as fh:
+            for lineno, data in enumerate(fh, 1):
+                if not data.strip():
                     continue
                 try:
-                    rec = json.loads(line)
+                    rec = json.loads(data.decode("utf-8"))
                     cid = str(rec["id"])
-                except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                except UnicodeDecodeError:
+                    report.record_skip(InputError("not UTF-8 text", source=str(jsonl), line=lineno))
+                    continue
+                except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as exc:
                     what = "invalid JSON" if isinstance(exc, json.JSONDecodeError) else "a record without 'id'"
                     report.record_skip(InputError(f"{what}: {exc}", source=str(jsonl), line=lineno))
                     continue

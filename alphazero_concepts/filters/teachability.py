@@ -61,7 +61,7 @@ class TeachConfig(DictConfig):
     pool_size: Annotated[int, Range(1)] = 30_000
     top_fraction: float = 0.025
     test_fraction: float = 0.2
-    max_student_agreement: Annotated[float, Range(0, 1)] = 0.2
+    max_student_agreement: Annotated[float, Range(0)] = 0.2  # > 1: any student
     epochs: int = 5
     lr: float = 1e-4
     batch_size: int = 32

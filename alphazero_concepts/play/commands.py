@@ -12,15 +12,13 @@ from typing import Annotated
 
 import typer
 
+from alphazero_concepts.commandline import fail as _fail
+from alphazero_concepts.commandline import input_file, output_dir, output_file, run_dir
+
 ModelOpt = Annotated[str | None, typer.Option(
     "--model", "-m", help="Checkpoint file, series directory (strongest checkpoint), SERIES:NAME, bundled name, or "
                           "an lc0/Maia weights file (.pb.gz). Default: the bundled teacher.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto")]
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    return typer.Exit(code=2)
 
 
 def uci(
@@ -28,8 +26,17 @@ def uci(
     device: DeviceOpt = "cpu",
     threads: Annotated[int | None, typer.Option(help="Torch CPU threads (the Threads option; default 1)")] = None,
 ) -> None:
-    """Speak UCI on stdin/stdout: play or analyse in any chess GUI, cutechess-cli or a Lichess bot bridge."""
-    from alphazero_concepts.play.uci import serve
+    """Speak UCI on stdin/stdout: play or analyse in any chess GUI, cutechess-cli or a Lichess bot bridge.
+
+    A model that cannot be loaded is reported on the protocol (``info string error: …`` at `isready`/`go`) and
+    the engine keeps serving, so a GUI shows the reason; a bad command-line value exits with status 2."""
+    from alphazero_concepts.play.uci import OPTIONS, serve
+
+    if threads is not None:
+        try:
+            next(o for o in OPTIONS if o.name == "Threads").parse(str(threads))
+        except ValueError as exc:
+            raise _fail(f"--threads {threads}: {exc}") from exc
 
     serve(sys.stdin.buffer, sys.stdout, model, device, threads)
 
@@ -64,6 +71,12 @@ def annotate(
     console = Console(stderr=True)
     if concept and concepts_run is None:
         raise _fail("--concept needs --concepts RUN (the mining output that holds it)")
+    input_file(pgn, "PGN file")
+    output_file(out)
+    if figures is not None:
+        output_dir(figures, "--figures")
+    if concepts_run is not None:
+        run_dir(concepts_run, "--concepts")
     try:
         config = AnnotateConfig(concept_ids=tuple(concept or ()), top=top, simulations=sims, marks=marks)
         net, meta = load_network(model, resolve_device(device))

@@ -358,7 +358,9 @@ class UciEngine:
         else:
             raise ValueError(f"expected startpos or fen, got {args[0]!r}")
         if not board.is_valid():
-            raise ValueError(f"not a legal position ({board.status()!r}): {board.fen()}")
+            from alphazero_concepts.chess.positions import board_problem
+
+            raise ValueError(f"not a legal position ({board_problem(board)}): {board.fen()}; position unchanged")
         for i, uci in enumerate(args[moves_at + 1:]):
             try:
                 board.push(board.parse_uci(uci))
@@ -641,6 +643,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (the Threads option)")
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        try:
+            _OPTION_BY_KEY["threads"].parse(str(args.threads))
+        except ValueError as exc:
+            parser.error(f"--threads {args.threads}: {exc}")  # one line on stderr, exit status 2
     serve(sys.stdin.buffer, sys.stdout, args.model, args.device, args.threads)
 
 

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from alphazero_concepts.commandline import fail as _fail
+from alphazero_concepts.commandline import input_file, output_dir, output_file, run_dir
 
 console = Console()
 
@@ -148,6 +149,12 @@ def probe(
         raise _fail("give --model or --series, not both")
     if positions is None and not quick:
         raise _fail("--positions is required (or use --quick for sampled positions)")
+    if positions is not None:
+        input_file(positions, "positions file")
+    if json_path:
+        output_file(json_path, "--json")
+    if out is not None:
+        output_dir(out)
     loaders, strongest, label = _networks(model, series, _split(checkpoints), device)
     out = out or Path("runs/probe") / f"{label}{'-quick' if quick else ''}"
     try:  # targets first: a typo fails before anything is loaded
@@ -276,7 +283,13 @@ def read_answers(path: Path, concept_id: str | None = None) -> tuple[list[chess.
     """Positions with answer moves: a puzzle set (.json; puzzles of `concept_id` when it has any), a Lichess puzzle
     CSV (answer = first solution move), EPD with ``bm`` or JSONL of roots (``fen``/``start_fen``+``moves`` and
     ``answer``/``teacher_move``/``move`` in UCI). Raises ValueError naming the file (and line) on bad input."""
-    from alphazero_concepts.chess.positions import InputError, read_epd, read_lichess_puzzles
+    from alphazero_concepts.chess.positions import (
+        InputError,
+        board_from_fen,
+        read_epd,
+        read_jsonl,
+        read_lichess_puzzles,
+    )
 
     suffix = path.suffix.lower()
     boards: list[chess.Board] = []
@@ -307,20 +320,20 @@ def read_answers(path: Path, concept_id: str | None = None) -> tuple[list[chess.
             boards.append(board)
             moves.append(board.parse_san(bm[0]))
     elif suffix == ".jsonl":
-        with open(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    board = chess.Board(rec["start_fen"]) if "start_fen" in rec else chess.Board(rec["fen"])
-                    for uci in rec.get("moves", []) if "start_fen" in rec else []:
-                        board.push_uci(uci)
-                    answer = rec.get("answer") or rec.get("teacher_move") or rec["move"]
-                    moves.append(chess.Move.from_uci(answer))
-                    boards.append(board)
-                except (KeyError, ValueError) as exc:
-                    raise InputError(f"bad record: {exc}", source=str(path), line=lineno) from exc
+        def answered(rec: dict) -> tuple[chess.Board, chess.Move]:
+            if "start_fen" in rec:
+                board = board_from_fen(rec["start_fen"], moves=rec.get("moves", []))
+            else:
+                board = board_from_fen(rec["fen"])
+            answer = rec.get("answer") or rec.get("teacher_move") or rec["move"]
+            move = chess.Move.from_uci(answer) if isinstance(answer, str) else None
+            if move is None or not board.is_legal(move):
+                raise InputError(f"answer {answer!r} is not a legal move in {board.fen()}", source="", line=None)
+            return board, move
+
+        for board, move in read_jsonl(path, answered, strict=True):  # a bad line is an error naming file:line
+            boards.append(board)
+            moves.append(move)
     else:
         raise InputError(f"unknown file type {suffix!r} (expected .json puzzle set, .csv Lichess puzzles, .epd with "
                          "bm, or .jsonl roots)", source=str(path), line=None)
@@ -357,10 +370,20 @@ def steer(
     from alphazero_concepts.probing.steer import SteerConfig, SteerError, amplification_check, load_concept
     from alphazero_concepts.study.puzzleset import PuzzleSetError
 
+    if concepts.suffix != ".npy":
+        run_dir(concepts, "--concepts")
+    input_file(positions, "positions file")
+    if json_path:
+        output_file(json_path, "--json")
+    if plot:
+        output_file(plot, "--plot")
     try:
         grid = tuple(float(a) for a in alphas.split(",") if a.strip())
         config = SteerConfig(alphas=grid, beta=beta, random_vectors=random_vectors, seed=seed)
-        c = load_concept(concepts, concept, layer)
+        try:
+            c = load_concept(concepts, concept, layer)
+        except (AttributeError, TypeError, KeyError, OSError) as exc:  # records of the wrong shape
+            raise SteerError(f"{concepts}: not a readable concept run ({type(exc).__name__}: {exc})") from exc
         boards, answers, note = read_answers(positions, c.id)
         boards, answers = boards[:limit], answers[:limit]
         net, meta = load_network(model, resolve_device(device))

@@ -2,33 +2,78 @@
 
 The heavy imports (FastAPI, uvicorn, matplotlib) happen inside the commands, so `azc --help` stays fast and the
 rest of `azc` works without the ``study`` extra installed. Run standalone as ``python -m alphazero_concepts.study.cli``.
+
+Errors: a bad input (a missing or corrupt database, a bad puzzle set, an output path that cannot be written) prints
+one ``error:`` line naming the file and exits with status 2; `serve` and `create` create a missing database, the
+other commands refuse one. Standalone, ``AZC_DEBUG=1`` shows tracebacks; under `azc` the app-wide handler does.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import typer.core
+
+
+class _StudyGroup(typer.core.TyperGroup):
+    """Standalone (`python -m alphazero_concepts.study.cli`): a database or file error is one line and exit 2,
+    not a traceback (``AZC_DEBUG=1`` lets it through). Under `azc`, the root group's handler does the same."""
+
+    def invoke(self, ctx: Any) -> Any:
+        import sqlite3
+
+        try:
+            return super().invoke(ctx)
+        except (sqlite3.DatabaseError, OSError, ValueError) as exc:
+            if ctx.parent is not None or os.environ.get("AZC_DEBUG", "").strip().lower() in ("1", "true", "yes"):
+                raise
+            where = f"{exc.filename}: " if isinstance(exc, OSError) and exc.filename else ""
+            what = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise _fail(f"{where}{what}") from exc
+
 
 study_app = typer.Typer(help="Run a teaching study: serve the web app, create studies, add participants, export, "
-                             "statistics (METHOD.md §5).", no_args_is_help=True, add_completion=False)
+                             "statistics (METHOD.md §5).", no_args_is_help=True, add_completion=False,
+                        cls=_StudyGroup)
 
 DbOpt = Annotated[Path, typer.Option("--db", help="Study database (SQLite; created if missing)")]
 StudyOpt = Annotated[int, typer.Option("--study", help="Study id (see `azc study list`)")]
 
 
 def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {' '.join(str(message).split())}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=2)
 
 
-def _store(db: Path):
-    from alphazero_concepts.study.store import Store
+def _store(db: Path, *, create: bool = False):
+    """The study database at `db` (created only when `create`); exit 2 naming the file when it is unusable."""
+    from alphazero_concepts.study.store import Store, StoreError
 
-    return Store(db)
+    try:
+        return Store(db, create=create)
+    except StoreError as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _output_file(path: Path, option: str = "--out") -> Path:
+    """Exit 2 before any work when `path` cannot be written as a file."""
+    if path.is_dir():
+        raise _fail(f"{option} {path}: is a directory (expected a file path)")
+    if not path.parent.is_dir():
+        raise _fail(f"{option} {path}: directory {path.parent} does not exist")
+    return path
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write a whole file at once via a temporary file in the same directory (never half-written)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _limit(minutes: float | None) -> float | None:
@@ -50,7 +95,7 @@ def serve(
         from alphazero_concepts.study.app import create_app
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise _fail(f"the study app needs the 'study' extra (pip install 'alphazero-concepts[study]'): {exc}") from exc
-    store = _store(db)
+    store = _store(db, create=True)
     app = create_app(store)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"study database: {db.resolve()}", flush=True)
@@ -81,7 +126,10 @@ def create(
         puzzle_set = load_puzzle_set(puzzles)
     except PuzzleSetError as exc:
         raise _fail(str(exc)) from exc
-    study_id = _store(db).create_study(name or puzzle_set.name, puzzle_set,
+    for option, minutes in (("--phase1-min", phase1_min), ("--phase2-min", phase2_min), ("--phase3-min", phase3_min)):
+        if minutes != minutes or minutes < 0:
+            raise _fail(f"{option} {minutes}: expected minutes ≥ 0 (0 = no limit)")
+    study_id = _store(db, create=True).create_study(name or puzzle_set.name, puzzle_set,
                                        {1: _limit(phase1_min), 2: _limit(phase2_min), 3: _limit(phase3_min)})
     counts = puzzle_set.counts()
     print(f"study {study_id}: {len(puzzle_set.puzzles)} puzzles, {len(counts)} concepts")
@@ -146,6 +194,10 @@ def export(
     from alphazero_concepts.study.app import EXPORT_COLUMNS, _csv_safe
     from alphazero_concepts.study.session import refresh_study
 
+    if fmt not in ("csv", "json"):
+        raise _fail(f"--format must be csv or json, got {fmt!r}")
+    if out is not None:
+        _output_file(out)
     store = _store(db)
     try:
         store.study(study)
@@ -166,7 +218,7 @@ def export(
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        _write_text(out, text)
         print(f"wrote {out}")
 
 
@@ -181,6 +233,8 @@ def stats(
     from alphazero_concepts.study.session import refresh_study
     from alphazero_concepts.study.stats import analyse, figures
 
+    if out is not None and out.exists() and not out.is_dir():
+        raise _fail(f"--out {out}: exists and is not a directory")
     store = _store(db)
     try:
         store.study(study)
@@ -215,7 +269,7 @@ def stats(
               f"Wilcoxon p={r.wilcoxon.p_value:.3f}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(results.to_dict(), indent=1), encoding="utf-8")
+        _write_text(out / "results.json", json.dumps(results.to_dict(), indent=1))
         for name, png in figures(results).items():
             (out / f"{name}.png").write_bytes(png)
         print(f"\nwrote {out / 'results.json'} and figures to {out}")
@@ -232,7 +286,11 @@ def demo_set(
     """Write a synthetic puzzle set (random legal positions) to rehearse a study; not for real sessions."""
     from alphazero_concepts.study.demo import demo_puzzle_set
 
-    out.write_text(json.dumps(demo_puzzle_set(concepts, train, test, seed=seed), indent=1), encoding="utf-8")
+    _output_file(out)
+    for option, n in (("--concepts", concepts), ("--train", train), ("--test", test)):
+        if n < 1:
+            raise _fail(f"{option} {n}: expected a number ≥ 1")
+    _write_text(out, json.dumps(demo_puzzle_set(concepts, train, test, seed=seed), indent=1))
     print(f"wrote {out}")
 
 

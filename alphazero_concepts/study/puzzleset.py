@@ -107,14 +107,23 @@ class PuzzleSet:
 def load_puzzle_set(path: str | os.PathLike[str]) -> PuzzleSet:
     """Read and validate a puzzle-set JSON file; raises `PuzzleSetError` naming the file on any problem."""
     path = Path(path)
+    if path.is_dir():
+        raise PuzzleSetError(f"{path}: is a directory, not a puzzle set")
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
-        raise PuzzleSetError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        raise PuzzleSetError(f"{path}: cannot read: {(exc.strerror or str(exc)).lower()}") from exc
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PuzzleSetError(f"{path}:{line}: not UTF-8 text (a puzzle set is JSON in UTF-8)") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PuzzleSetError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}") from exc
+    except RecursionError as exc:
+        raise PuzzleSetError(f"{path}: not valid JSON (nested too deeply)") from exc
     return parse_puzzle_set(data, source=str(path))
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from alphazero_concepts.study.protocol import Assignment, SessionPlan, condition_of
 from alphazero_concepts.study.puzzleset import Puzzle, PuzzleSet, parse_puzzle_set
 
-__all__ = ["DEFAULT_LIMITS", "SCHEMA_VERSION", "Participant", "Store", "Study", "new_token"]
+__all__ = ["DEFAULT_LIMITS", "SCHEMA_VERSION", "Participant", "Store", "StoreError", "Study", "new_token"]
 
 SCHEMA_VERSION = 1
 #: Phase time limits in seconds, as in the paper: 2 h solving, 1 h review, 2 h solving.
@@ -122,6 +122,10 @@ CREATE TABLE IF NOT EXISTS reviews (
 """
 
 
+class StoreError(ValueError):
+    """A study database that cannot be used (missing, not SQLite, another program's, newer); names the file."""
+
+
 def new_token() -> str:
     """An unguessable URL-safe token (192 bits)."""
     return secrets.token_urlsafe(24)
@@ -166,21 +170,54 @@ class Store:
 
     `clock` gives the time (seconds since the epoch); tests pass a fake one to cross phase deadlines."""
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
+                 create: bool = True) -> None:
+        """Open the database at `path`, created (with its directory's existence checked) unless `create` is False.
+
+        `StoreError` naming the file when it is missing (``create=False``), a directory, not SQLite, another
+        program's database, or written by a newer version."""
         self.path = Path(path)
         self.clock = clock
         self._local = threading.local()
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.executescript(_SCHEMA)
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
-                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: written by a newer version (schema {version} > {SCHEMA_VERSION})")
+        if self.path.is_dir():
+            raise StoreError(f"{self.path}: is a directory, not a study database")
+        if not self.path.exists():
+            if not create:
+                raise StoreError(f"{self.path}: no such study database (create one with `azc study create`)")
+            if not self.path.parent.is_dir():
+                raise StoreError(f"{self.path}: cannot create the database: directory {self.path.parent} does not "
+                                 "exist")
+        elif not create and self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path}: empty file, not a study database")
+        sidecars = [Path(f"{self.path}-wal"), Path(f"{self.path}-shm")]
+        had = {p for p in sidecars if p.exists()}
+        try:
+            with self._connect() as conn:
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if tables and "studies" not in tables:
+                    raise StoreError(f"{self.path}: an SQLite database, but not a study database (its tables: "
+                                     f"{', '.join(sorted(tables)[:5])}); not touching it")
+                if not tables and not create:
+                    raise StoreError(f"{self.path}: not a study database (no studies in it)")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.executescript(_SCHEMA)
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version == 0:
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                elif version > SCHEMA_VERSION:
+                    raise StoreError(f"{self.path}: written by a newer version (schema {version} > "
+                                     f"{SCHEMA_VERSION})")
+        except (sqlite3.DatabaseError, StoreError) as exc:
+            self.close()
+            for p in sidecars:  # SQLite's WAL files of a database we could not use: not ours to leave behind
+                if p not in had:
+                    p.unlink(missing_ok=True)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"{self.path}: not a usable study database ({exc})") from exc
 
     # -- connections -------------------------------------------------------------------------------------------
     @contextmanager

@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from alphazero_concepts.commandline import fail, input_file, output_dir, output_file
+
 console = Console()
 
 
@@ -72,11 +74,19 @@ def register_train(train_app: typer.Typer) -> None:
         iteration (resumable: a killed run continues at its first unfinished iteration)."""
         from alphazero_concepts.chess.positions import InputError
         from alphazero_concepts.nn.checkpoints import CheckpointError
-        from alphazero_concepts.training.selfplay import SelfPlayConfig, SelfPlayProgress, run_selfplay
+        from alphazero_concepts.training.selfplay import (
+            STATE_FILE,
+            SelfPlayConfig,
+            SelfPlayProgress,
+            load_openings,
+            run_selfplay,
+        )
 
-        if openings_pgn is not None and not openings_pgn.is_file():
-            console.print(f"[red]error:[/red] {openings_pgn}: no such PGN file")
-            raise typer.Exit(code=2)
+        if openings_pgn is not None:
+            input_file(openings_pgn, "PGN file")
+        output_dir(out)
+        if work is not None:
+            output_dir(work, "--work")
         try:
             config = SelfPlayConfig(games=games, simulations=sims, concurrent=concurrent or games, steps=steps,
                                     batch_size=batch_size, lr=lr, window=window, max_plies=max_plies,
@@ -85,8 +95,16 @@ def register_train(train_app: typer.Typer) -> None:
                                     opening_plies=opening_plies, seed=seed, threads=threads, device=device,
                                     gate_games=gate_games, gate_simulations=gate_sims, gate_threshold=gate_threshold)
         except ValueError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=2) from exc
+            raise fail(str(exc)) from exc
+        # Inputs first (openings, the start checkpoint), so that a bad one fails before the work directory is made
+        try:
+            openings = load_openings(config)
+            if not ((work or out / "selfplay") / STATE_FILE).is_file():  # a resumed run does not use --from
+                from alphazero_concepts.nn.loading import load_network
+
+                load_network(start, "cpu")
+        except (CheckpointError, InputError, ValueError) as exc:
+            raise fail(str(exc)) from exc
         with Progress(TextColumn("[bold]{task.description}[/bold]"), BarColumn(),
                       TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[info]}"),
                       TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
@@ -104,13 +122,23 @@ def register_train(train_app: typer.Typer) -> None:
                 progress.update(tasks[key], completed=p.done, total=p.total, info=info)
 
             try:
-                series = run_selfplay(config, start, out, iterations=iterations, work=work, progress=report,
+                series = run_selfplay(config, start, out, iterations=iterations, work=work, openings=openings,
+                                      progress=report,
                                       log=lambda s: progress.console.print(f"[dim]{s}[/dim]"),
                                       on_iteration=lambda s: progress.console.print(iteration_line(s)))
             except (CheckpointError, InputError, ValueError) as exc:
-                console.print(f"[red]error:[/red] {exc}")
-                raise typer.Exit(code=2) from exc
+                raise fail(str(exc)) from exc
         console.print(f"series {out}: {len(series)} checkpoints, last {series.names[-1]}")
+
+
+def _check_engine_games_out(out: Path) -> None:
+    """Refuse an --out that is not (yet) an engine-games file: these commands append to it and rewrite a torn one,
+    which would destroy any other file given by mistake."""
+    output_file(out)
+    if out.is_file() and out.stat().st_size > 0:
+        with open(out, "rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                raise fail(f"--out {out}: exists and is not an engine-games file (gzip JSON lines); not touching it")
 
 
 def register_data(app: typer.Typer) -> None:
@@ -135,13 +163,12 @@ def register_data(app: typer.Typer) -> None:
         from alphazero_concepts.training.engine_games import EngineGamesConfig, EngineMissing, make_engine_games
 
         if games < 1 or workers < 1:
-            console.print("[red]error:[/red] --games and --workers must be ≥ 1")
-            raise typer.Exit(code=2)
+            raise fail("--games and --workers must be ≥ 1")
+        _check_engine_games_out(out)
         try:
             config = EngineGamesConfig(nodes=nodes, multipv=multipv, seed=seed, max_plies=max_plies)
         except ValueError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=2) from exc
+            raise fail(str(exc)) from exc
         with Progress(TextColumn("[bold]engine games[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                       console=console) as progress:
@@ -156,8 +183,7 @@ def register_data(app: typer.Typer) -> None:
             try:
                 added = make_engine_games(out, games, config, workers=workers, stockfish=stockfish, on_game=on_game)
             except EngineMissing as exc:
-                console.print(f"[red]error:[/red] {exc}")
-                raise typer.Exit(code=2) from exc
+                raise fail(str(exc)) from exc
         console.print(f"{out}: {added} games added ({positions[0]} positions); the file holds {games} games")
 
     @data_app.command("label-games")
@@ -183,16 +209,22 @@ def register_data(app: typer.Typer) -> None:
             repair,
         )
 
-        if not pgn.is_file():
-            console.print(f"[red]error:[/red] {pgn}: no such PGN file")
-            raise typer.Exit(code=2)
-        config = EngineGamesConfig(nodes=nodes, multipv=multipv)
+        input_file(pgn, "PGN file")
+        _check_engine_games_out(out)
+        try:
+            config = EngineGamesConfig(nodes=nodes, multipv=multipv)
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
+        report = ReadReport(source=str(pgn))
+        try:  # the games first: a PGN with no usable game fails before an engine starts or a file is written
+            if not any(game.moves for game in read_pgn_games(pgn, report=ReadReport(source=str(pgn)))):
+                raise fail(f"{pgn}: no usable game with moves to label")
+        except InputError as exc:
+            raise fail(str(exc)) from exc
         try:
             engine = open_engine(stockfish)
         except EngineMissing as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=2) from exc
-        report = ReadReport(source=str(pgn))
+            raise fail(str(exc)) from exc
         repair(out)
         done = finished_games(out)
         added = 0
@@ -205,8 +237,7 @@ def register_data(app: typer.Typer) -> None:
                 added += 1
                 console.print(f"game {i}: {len(game.moves)} positions labelled", highlight=False)
         except InputError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(code=2) from exc
+            raise fail(str(exc)) from exc
         finally:
             engine.quit()
         console.print(f"{out}: {added} games labelled; {report.summary()}")

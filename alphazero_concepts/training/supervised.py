@@ -11,6 +11,7 @@ One game in `holdout_every` goes to a held-out slice for loss and top-1 accuracy
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 import time
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from alphazero_concepts.chess.encoding import PositionArrays, arrays_to_planes, game_to_arrays, move_to_index
-from alphazero_concepts.chess.positions import GameRecord, ReadReport, read_pgn_games
+from alphazero_concepts.chess.positions import GameRecord, InputError, ReadReport, read_pgn_games
 from alphazero_concepts.nn.checkpoints import CheckpointMeta, Series, atomic_write_bytes
 from alphazero_concepts.nn.network import AZNet, NetConfig, resolve_device
 
@@ -248,18 +249,37 @@ def evaluate_batch(net: AZNet, batch: Batch, batch_size: int = 1024) -> dict[str
 ProgressFn = Callable[[int, dict[str, float]], None]
 
 
+def _first_trainable(chunks: Iterator[tuple[int, Batch]], stream: ChunkStream, config: SupervisedConfig
+                     ) -> Iterator[tuple[int, Batch]]:
+    """`chunks` again, once one holding a full batch has been found; InputError (naming the files) if none does."""
+    seen: list[tuple[int, Batch]] = []
+    for item in chunks:
+        seen.append(item)
+        if len(item[1].policy) >= config.batch_size:
+            return itertools.chain(seen, chunks)
+    report = stream.report
+    positions = sum(len(batch.policy) for _, batch in seen)
+    if report.read == 0:
+        why = f"no usable game ({report.summary()})"
+    else:
+        why = (f"{positions} training positions in {report.read} games (held-out games excluded), fewer than one "
+               f"batch of {config.batch_size} ({report.summary()})")
+    raise InputError(f"nothing to train on: {why}; nothing written", source=", ".join(config.pgn), line=None)
+
+
 def train_supervised(config: SupervisedConfig, out: str | Path, *, max_steps: int | None = None,
                      progress: ProgressFn | None = None) -> Series:
     """Run (or resume) supervised training into the series directory `out`.
 
     `max_steps` stops early (the run can be resumed later up to `total_steps`). Returns the series.
+
+    A new run whose games give no training batch (an empty, garbage or wrong file: no game read, or fewer
+    positions than `batch_size` outside the held-out games) raises `InputError` naming the files before anything
+    is written: training on nothing must not leave an untrained checkpoint behind.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(config.threads)
     device = resolve_device(config.device)
-    (out / "supervised.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-    series = Series(out, name=out.name, config=config.net)
     torch.manual_seed(config.seed)
     net = AZNet(config.net).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -273,6 +293,13 @@ def train_supervised(config: SupervisedConfig, out: str | Path, *, max_steps: in
         positions, games, wall = state["positions"], state["games"], state["wall_time_s"]
     stop_at = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
     stream = ChunkStream(config)
+    chunks = stream.chunks(start_chunk=chunk0)
+    if step == 0:
+        chunks = _first_trainable(chunks, stream, config)  # raises InputError when there is nothing to train on
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "supervised.json", (json.dumps(config.to_dict(), indent=2) + "\n").encode(),
+                       fsync=False)
+    series = Series(out, name=out.name, config=config.net)
     t0 = time.time() - wall
     stats: dict[str, float] = {}
 
@@ -293,7 +320,7 @@ def train_supervised(config: SupervisedConfig, out: str | Path, *, max_steps: in
 
     if step >= stop_at:
         return series
-    for k, chunk in stream.chunks(start_chunk=chunk0):
+    for k, chunk in chunks:
         n_batches = len(chunk.policy) // config.batch_size
         first = batch0 if k == chunk0 else 0
         for b in range(first, n_batches):
