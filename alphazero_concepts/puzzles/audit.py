@@ -159,17 +159,24 @@ def parse_pgn(text: str, source: str = "<pgn>", errors: list[InputError] | None 
     items: list[AuditItem] = []
     while True:
         offset = handle.tell()
-        game = chess.pgn.read_game(handle, Visitor=_QuietGameBuilder)
-        if game is None:
-            break
         start = len(text) - len(text[offset:].lstrip())
         line = text.count("\n", 0, start) + 1
+        try:
+            game = chess.pgn.read_game(handle, Visitor=_QuietGameBuilder)
+        except (ValueError, IndexError, KeyError) as exc:  # python-chess on binary garbage
+            _bad(errors, f"unreadable PGN ({type(exc).__name__}: {exc})", source, line)
+            break
+        if game is None:
+            break
         if game.errors:
             _bad(errors, f"unreadable PGN game: {game.errors[0]}", source, line)
             continue
         node = game.next()
         if node is None:
             _bad(errors, "not a puzzle: the game has no moves (the first main-line move is the answer)", source, line)
+            continue
+        if "FEN" not in game.headers and "PuzzleId" not in game.headers:
+            _bad(errors, "not a puzzle: no [FEN] header (the puzzle's position) and no [PuzzleId]", source, line)
             continue
         try:
             board = _board(game.board().fen())
@@ -232,7 +239,14 @@ def parse_csv(text: str, source: str = "<csv>", errors: list[InputError] | None 
     items: list[AuditItem] = []
     reader = csv.reader(io.StringIO(text))
     columns: tuple[str, ...] | None = None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit: the rest is unreadable
+            _bad(errors, f"unreadable CSV: {exc}", source, reader.line_num)
+            break
         lineno = reader.line_num
         if not any(cell.strip() for cell in row):
             continue

@@ -245,7 +245,7 @@ def read_prototypes(path: str | os.PathLike[str], *, report: ReadReport | None =
     source = os.fspath(path)
     rep = report if report is not None else ReadReport(source)
     try:
-        lines = Path(source).read_text(encoding="utf-8").splitlines()
+        raw_lines = Path(source).read_bytes().splitlines()
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", source=source, line=None) from exc
     out: list[ConceptPrototypes] = []
@@ -257,7 +257,12 @@ def read_prototypes(path: str | os.PathLike[str], *, report: ReadReport | None =
         if strict:
             raise error
 
-    for lineno, text in enumerate(lines, 1):
+    for lineno, raw in enumerate(raw_lines, 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            skip("not UTF-8 text", lineno)
+            continue
         if not text.strip():
             continue
         try:

@@ -140,6 +140,8 @@ def label_game(game: dict, *, source: str = "", line: int | None = None) -> Game
         board = chess.Board(start)
     except ValueError as exc:
         raise InputError(f"bad start_fen {start!r}: {exc}", source=source, line=line) from exc
+    if not board.is_valid():
+        raise InputError(f"impossible start_fen {start!r} ({board.status()!r})", source=source, line=line)
     plies = game["plies"]
     n = len(plies)
     pv_index = np.full((n, MAX_PV), -1, dtype=np.int16)
