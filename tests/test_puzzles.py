@@ -324,7 +324,8 @@ def test_the_build_applies_the_audit_rules_by_default() -> None:
     }
     for rule, verdict in cases.items():
         audit = run_checks(cand, PuzzleChecks(), verdict)["audit"]
-        assert audit.passed is False and audit.detail.startswith(rule) or f"; {rule}:" in audit.detail, audit.detail
+        assert audit.passed is False, audit.detail
+        assert audit.detail.startswith(rule) or f"; {rule}:" in audit.detail, audit.detail
     sound = EngineVerdict(18, answer, 60, answer, 60, "f8c5", -40)
     checks = run_checks(cand, PuzzleChecks(), sound)
     assert checks["audit"].passed is True and ConceptPuzzle(cand, checks, sound).accepted
