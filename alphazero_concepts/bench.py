@@ -6,20 +6,21 @@ the design buys (vectorised encoding, batched network calls, batched search) ind
 
 from __future__ import annotations
 
+import gc
 import itertools
 import platform
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import chess
 import numpy as np
 import torch
 
-from alphazero_concepts.chess.encoding import HISTORY_STEPS, N_PLANES, encode
+from alphazero_concepts.chess.encoding import HISTORY_STEPS, N_PLANES, PositionArrays, encode
 from alphazero_concepts.nn.network import AZNet, predict
-from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
+from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator, ReferenceMCTS, UniformEvaluator
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class BenchConfig:
     positions: int = 512  # encoding benchmark
     batch: int = 128  # trees searched together / network batch
     simulations: int = 32  # per tree, batched search
+    tree_simulations: int = 200  # per tree, tree work alone (uniform evaluator): compiled core vs reference
     sequential_trees: int = 2  # trees searched one by one (one leaf per network call)
     seconds: float = 2.0  # minimum timing window for network throughput
     seed: int = 0
@@ -109,15 +111,17 @@ def _rate(fn: Callable[[], int], seconds: float, repeats: int = 3, warmup: bool 
 
 
 def _paired_rates(a: Callable[[], int], b: Callable[[], int], seconds: float,
-                  min_rounds: int = 6) -> tuple[float, float, float]:
+                  min_rounds: int = 6, warmup: bool = True) -> tuple[float, float, float]:
     """Items per second of `a` and of `b` (each returns how many items it did) and the ratio of the two rates.
 
     The calls alternate (a b, then b a, …) for at least `seconds` and `min_rounds` rounds, after a warm-up call of
-    each. Rates are medians over the calls; the ratio is the median over rounds of a's rate over b's,
-    each round's pair run back to back. Pairing cancels slow drifts in the machine's speed (other load, clock
-    frequency, disk write-back) that two separate timing windows would put into the ratio.
+    each (unless `warmup` is False: long calls that need none). Rates are medians over the calls; the ratio is the
+    median over rounds of a's rate over b's, each round's pair run back to back. Pairing cancels slow drifts in
+    the machine's speed (other load, clock frequency, disk write-back) that two separate timing windows would put
+    into the ratio.
     """
-    a(), b()
+    if warmup:
+        a(), b()
     rates: dict[Callable[[], int], list[float]] = {a: [], b: []}
     ratios: list[float] = []
     start = time.perf_counter()
@@ -186,6 +190,9 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
                                                                   min_rounds=10)
     result["activation_collect_layers"] = layers
 
+    log("search tree, uniform evaluator: compiled core vs reference …")
+    result.update(bench_tree(config))
+
     log("search …")
     roots = random_boards(config.batch, config.seed + 1)
     mcts_cfg = MCTSConfig(simulations=config.simulations)
@@ -209,13 +216,30 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
         MCTS(evaluator, MCTSConfig(simulations=config.simulations, overlap_min_trees=2)).search(roots)
         return len(roots) * config.simulations
 
+    root_planes = encode(roots)
+
+    def against_raw() -> tuple[float, float]:
+        """(search simulations/s, raw network positions/s), the two measured call by call in one search."""
+        paired = RawPairedEvaluator(evaluator, net, root_planes)
+        search = MCTS(paired, mcts_cfg)
+        start = time.perf_counter()
+        search.search(roots)
+        searching = time.perf_counter() - start - paired.raw_seconds
+        calls.append(search.evaluations / max(1, search.calls))
+        return len(roots) * config.simulations / searching, paired.raw_positions / paired.raw_seconds
+
     result["mcts_sims_per_s_sequential"] = _rate(sequential, config.seconds)
-    result["mcts_sims_per_s_batched"] = _rate(batched, config.seconds, warmup=False)
-    result["mcts_sims_per_s_batched_overlap"] = _rate(batched_overlap, config.seconds, warmup=False)
-    result["mcts_overlap_speedup"] = result["mcts_sims_per_s_batched_overlap"] / result["mcts_sims_per_s_batched"]
+    # the batched search against the network alone, interleaved network call by network call: what the search keeps
+    # of the network's throughput, with the machine's other load the same for both
+    runs = [against_raw() for _ in range(2 if config.quick else 3)]
+    result["mcts_sims_per_s_batched"] = float(np.median([sims for sims, _ in runs]))
+    result["net_positions_per_s_paired"] = float(np.median([raw for _, raw in runs]))
+    result["mcts_vs_raw_ratio"] = float(np.median([sims / raw for sims, raw in runs]))
+    (result["mcts_sims_per_s_batched_overlap"], _,
+     result["mcts_overlap_speedup"]) = _paired_rates(batched_overlap, batched, config.seconds, min_rounds=2,
+                                                     warmup=False)
     result["mcts_batched_evaluations_per_call"] = float(np.mean(calls))
     result["mcts_batched_vs_sequential"] = result["mcts_sims_per_s_batched"] / result["mcts_sims_per_s_sequential"]
-    result["mcts_vs_raw_ratio"] = result["mcts_sims_per_s_batched"] / result["net_positions_per_s_batched"]
     if config.training:
         from alphazero_concepts.training.selfplay import bench_selfplay, bench_train
 
@@ -229,3 +253,60 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
         result.update(bench_ray_mining(net, roots=6 if config.quick else 16, repeats=1 if config.quick else 3,
                                        log=log))
     return result
+
+
+class RawPairedEvaluator:
+    """An evaluator that, after each network call of the search, runs the network alone once more on a full batch
+    (`planes`) and times that call apart: the search's time less these calls against the raw network's throughput,
+    both under the same load at the same moments."""
+
+    def __init__(self, evaluator: NetEvaluator, net: AZNet, planes: np.ndarray) -> None:
+        self.inner, self.net, self.planes = evaluator, net, planes
+        self.format = evaluator.format
+        self.raw_seconds, self.raw_positions = 0.0, 0
+
+    def evaluate(self, arrays: PositionArrays, legal: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        out = self.inner.evaluate(arrays, legal)
+        start = time.perf_counter()
+        predict(self.net, self.planes, len(self.planes))
+        self.raw_seconds += time.perf_counter() - start
+        self.raw_positions += len(self.planes)
+        return out
+
+
+def bench_tree(config: BenchConfig) -> dict:
+    """Tree work alone: `config.batch` trees × `config.tree_simulations` simulations with the uniform evaluator
+    (no network), the compiled core and the reference search interleaved in pairs, in this process.
+
+    Each timed call ends by collecting its own garbage (the reference's trees are cycles of node objects that only
+    the cyclic collector frees), with the objects alive before the measurement frozen out of the collector's
+    scans, so that neither side pays for the other's garbage or for the rest of the heap.
+    `mcts_tree_same_visits` checks, on the timed searches themselves, that both cores visited the same moves."""
+    roots = random_boards(config.batch, config.seed + 2)
+    evaluator = UniformEvaluator()
+    mcts_cfg = MCTSConfig(simulations=config.tree_simulations)
+    sims = len(roots) * config.tree_simulations
+    last: dict[str, list] = {}  # visits and principal variations only: a live tree would be scanned by every collection
+
+    def compiled() -> int:
+        last["compiled"] = [(r.visits, r.pv) for r in MCTS(evaluator, mcts_cfg).search(roots)]
+        gc.collect()
+        return sims
+
+    def reference() -> int:
+        last["reference"] = [(r.visits, r.pv) for r in ReferenceMCTS(evaluator, mcts_cfg).search(roots)]
+        gc.collect()
+        return sims
+
+    MCTS(evaluator, MCTSConfig(simulations=2)).search(roots[:2])  # load (or compile) the kernels untimed
+    gc.collect()
+    gc.freeze()
+    try:
+        new, ref, ratio = _paired_rates(compiled, reference, config.seconds, min_rounds=3, warmup=False)
+    finally:
+        gc.unfreeze()
+    same = all(np.array_equal(visits, ref_visits) and pv == ref_pv
+               for (visits, pv), (ref_visits, ref_pv) in zip(last["compiled"], last["reference"], strict=True))
+    return {"mcts_tree_sims_per_s_null": new, "mcts_tree_sims_per_s_null_reference": ref,
+            "mcts_tree_speedup_vs_reference": ratio, "mcts_tree_same_visits": same,
+            "mcts_tree_trees": len(roots), "mcts_tree_simulations": config.tree_simulations}

@@ -261,10 +261,11 @@ class PipelineConfig(DictConfig):
             roots=RootsStage(games=12, max_plies=60, max_roots=12),
             rollouts=RolloutsStage(length=5, max_subpar=2, simulations=32),
             mine=MineStage(layers=("block3", "block5")),
-            teachability=TeachConfig(pool_size=2000, bootstrap=500, random_controls=1),
+            teachability=TeachConfig(pool_size=2000, bootstrap=500, random_controls=1, student_seeds=1),
             novelty=NoveltyConfig(positions=500, max_components=512),
             # Both filters score every concept and the funnel shows their verdicts, but at this size (10
-            # test prototypes a concept) teachability has no power: the quickstart keeps every solved concept
+            # test prototypes a concept; one student seed, where the default trains three) teachability has no
+            # power: the quickstart keeps every solved concept
             # to show the later stages, and the report and summary say so. `configs/bundled-300.toml` is the
             # real run (the paper's rule).
             filters=FiltersStage(order="independent", kept_rule="solved", max_prototypes=24),

@@ -1,13 +1,21 @@
-"""Batched PUCT Monte-Carlo tree search over many trees at once.
+"""Batched PUCT Monte-Carlo tree search over many trees at once, with the tree work compiled.
 
 All trees step together: each step selects one leaf per tree (or several with virtual loss), evaluates every
 pending leaf in a single network call, expands and backs up. Self-play of many games and the analysis of many
 roots therefore cost one batched network call per step instead of one call per leaf.
 
-Perspective: every value in this module is from the side to move's view at the node it belongs to. A node keeps
-per-child arrays `N` (visits) and `W` (summed values) from *its own* side to move's view, so `Q = W / N` is what the
-player choosing among the children maximises. Backing up a leaf value v (leaf's side to move) adds −v to the
-edge into the leaf, +v to the edge above it, and so on (the sign flips every ply).
+The trees are flat arrays (`tree.py`) and the chess rules a numba port of python-chess's (`rules.py`): one
+compiled call selects a leaf in every tree (creating each new node: its position by a move made on a copy of its
+parent's two rows, its legal moves, repetitions and terminal value), one gathers the network input of the new
+leaves (their 8-step history read along the tree path, then from the root's game), and one expands and backs up.
+Python handles only what crosses the `Evaluator` boundary and the cache of evaluations. This is the reference
+search (`mcts_reference.py`) made fast, not a different one: the same moves in the same order, the same
+arithmetic, the same draw rules and the same arrays sent to the evaluator, so both give the same visits.
+
+Perspective: every value is from the side to move's view at the node it belongs to. A node keeps per-child `N`
+(visits) and `W` (summed values) from *its own* side to move's view, so `Q = W / N` is what the player choosing
+among the children maximises. Backing up a leaf value v (leaf's side to move) adds −v to the edge into the leaf,
++v to the edge above it, and so on (the sign flips every ply).
 
 Terminal positions are scored by rule: checkmate −1 for the side to move; stalemate, insufficient material, the
 fifty-move rule and threefold repetition (counting the root's own game history) 0.
@@ -15,226 +23,216 @@ fifty-move rule and threefold repetition (counting the root's own game history) 
 
 from __future__ import annotations
 
+import functools
 import gc
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 import chess
 import numpy as np
 
-from alphazero_concepts.chess.encoding import (
-    HISTORY_STEPS,
-    PositionArrays,
-    _board_history,
-    board_bitboards,
-    castling_bits,
-    legal_move_indices,
+from alphazero_concepts.chess.encoding import HISTORY_STEPS, PositionArrays, _board_history, legal_move_indices
+from alphazero_concepts.chess.formats import BoardFormat, get_format
+from alphazero_concepts.search import rules
+from alphazero_concepts.search import tree as T
+from alphazero_concepts.search.common import (
+    Evaluator,
+    MCTSConfig,
+    MoveIndexer,
+    NetEvaluator,
+    SearchNode,
+    SearchResult,
+    UniformEvaluator,
+    legal_softmax,
+    softmax,
 )
-from alphazero_concepts.nn.network import AZNet, predict
+from alphazero_concepts.search.mcts_reference import ReferenceMCTS
+
+__all__ = [
+    "MCTS",
+    "Evaluator",
+    "MCTSConfig",
+    "NetEvaluator",
+    "Node",
+    "ReferenceMCTS",
+    "SearchNode",
+    "SearchResult",
+    "TreeNode",
+    "UniformEvaluator",
+    "legal_softmax",
+    "policy_table",
+    "softmax",
+]
+
+_KEY_DTYPE = np.dtype((np.void, T.KEY_WORDS * 8))  # a cache key: the bytes of one row of `keys`
 
 
-@dataclass(frozen=True)
-class MCTSConfig:
-    """Search parameters (AlphaZero's PUCT with its c(s) schedule)."""
-
-    simulations: int = 100
-    c_init: float = 1.25
-    c_base: float = 19652.0
-    fpu_reduction: float = 0.2  # an unvisited child's Q = the parent's network value − this
-    dirichlet_alpha: float = 0.3
-    dirichlet_epsilon: float = 0.25
-    add_noise: bool = False  # Dirichlet noise at the root (self-play)
-    leaves_per_tree: int = 1  # >1 batches several leaves of one tree per step, with virtual loss
-    virtual_loss: float = 1.0
-    repetition_draw: int = 3  # a position occurring this many times is a draw (3 = the rule)
-    cache_size: int = 200_000  # evaluations kept, keyed by the exact network input
-    # with at least this many trees, half of them select while the other half's network call runs (0 = never).
-    # Off by default: on 2 quiet cores torch's own threads already fill them and overlap measured ~10% slower
-    # (`azc bench`, `mcts_overlap_speedup`); it paid off when the cores were shared with other jobs.
-    overlap_min_trees: int = 0
-
-    def __post_init__(self) -> None:
-        if self.simulations < 1:
-            raise ValueError(f"simulations must be ≥ 1, got {self.simulations}")
-        if self.leaves_per_tree < 1:
-            raise ValueError(f"leaves_per_tree must be ≥ 1, got {self.leaves_per_tree}")
-        if self.repetition_draw not in (2, 3):
-            raise ValueError("repetition_draw must be 2 or 3")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+@functools.lru_cache(maxsize=8)
+def policy_table(fmt: BoardFormat) -> np.ndarray:
+    """(2, 4096, 6) int64 policy indices of a format: [side to move (0 Black, 1 White), from · 64 + to, slot]
+    with slot 0 a plain move, 1 castling (the king's two-square move), 2–5 a promotion to that piece; -1 where the
+    format has no index. Built once per format by asking its own `move_to_index`, so the compiled search uses the
+    indices the format defines (AlphaZero's, lc0's king-takes-rook castling)."""
+    table = np.full((2, 4096, 6), -1, dtype=np.int64)
+    castling = chess.Board("r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1")
+    for turn in chess.COLORS:
+        empty = chess.Board(None)
+        empty.turn = castling.turn = turn
+        for frm in range(64):
+            for to in range(64):
+                if frm != to:
+                    table[int(turn), frm * 64 + to, 0] = _index_or_none(fmt, chess.Move(frm, to), empty)
+                if chess.square_rank(frm) == (6 if turn else 1) and chess.square_rank(to) == (7 if turn else 0) \
+                        and abs(chess.square_file(frm) - chess.square_file(to)) <= 1:
+                    for piece in (chess.KNIGHT, chess.BISHOP, chess.ROOK, chess.QUEEN):
+                        table[int(turn), frm * 64 + to, piece] = _index_or_none(fmt, chess.Move(frm, to, piece), empty)
+        king = chess.E1 if turn else chess.E8
+        for to in (king + 2, king - 2):
+            table[int(turn), king * 64 + to, 1] = _index_or_none(fmt, chess.Move(king, to), castling)
+    return table
 
 
-_EMPTY = (0,) * 12
-MoveIndexer = Callable[[chess.Board], tuple[list[chess.Move], np.ndarray]]
+def _index_or_none(fmt: BoardFormat, move: chess.Move, board: chess.Board) -> int:
+    try:
+        return fmt.move_to_index(move, board)
+    except ValueError:
+        return -1
 
 
-class Evaluator(Protocol):
-    """Priors over the legal moves and values (side to move's view, in [-1, 1]) of a batch of positions."""
-
-    def evaluate(self, arrays: PositionArrays, legal: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-        ...
+def _decode(mv: int) -> chess.Move:
+    return chess.Move(mv & 63, (mv >> 6) & 63, ((mv >> 12) & 7) or None)
 
 
-class Node:
-    """A search-tree node: one position, its legal moves and per-child statistics (side to move's view)."""
+class TreeNode:
+    """A node of a compiled search (see `SearchNode`): a view into the search's arrays, read when asked.
 
-    __slots__ = (
-        "N",
-        "P",
-        "Q",
-        "W",
-        "board",
-        "children",
-        "depth",
-        "expanded",
-        "halfmove",
-        "hist",
-        "index",
-        "key",
-        "moves",
-        "n_total",
-        "nn_value",
-        "parent",
-        "rep_hist",
-        "reps",
-        "snap",
-        "terminal_value",
-    )
+    Unexpanded nodes have empty statistics and no children, as in the reference search. `board` is rebuilt from
+    the node's position (without a move stack)."""
 
-    def __init__(self, board: chess.Board, parent: Node | None, depth: int,
-                 move_indices: MoveIndexer = legal_move_indices) -> None:
-        self.board = board
-        self.parent = parent
-        self.depth = depth
-        self.key = board._transposition_key()
-        self.snap = board_bitboards(board)
-        self.halfmove = board.halfmove_clock
-        self.moves, self.index = move_indices(board)
-        self.reps = 0
-        # the network's history input: this position and the 7 before it (zeros before the game's start)
-        self.hist: tuple[tuple[int, ...], ...] = ()
-        self.rep_hist: tuple[int, ...] = ()
-        self.terminal_value: float | None = None
-        self.expanded = False
-        self.nn_value = 0.0
-        self.n_total = 0
-        self.children: list[Node | None] = []
-        self.P = self.N = self.W = self.Q = np.empty(0)
+    __slots__ = ("_search", "id")
+
+    def __init__(self, search: _Search, node: int) -> None:
+        self._search = search
+        self.id = node
+
+    def _edges(self) -> slice:
+        nint = self._search.store.nint
+        start = int(nint[self.id, T.E0])
+        return slice(start, start + int(nint[self.id, T.NE]))
+
+    def _stat(self, column: np.ndarray) -> np.ndarray:
+        if not self.expanded:
+            return np.empty(0)
+        return column[self._edges()].copy()
+
+    @property
+    def moves(self) -> list[chess.Move]:
+        return [_decode(int(m)) for m in self._search.store.emove[self._edges()]]
+
+    @property
+    def index(self) -> np.ndarray:
+        """Policy indices of `moves` in the evaluator's format."""
+        return self._search.store.epidx[self._edges()].astype(np.int64)
+
+    @property
+    def N(self) -> np.ndarray:
+        return self._stat(self._search.store.eN)
+
+    @property
+    def W(self) -> np.ndarray:
+        return self._stat(self._search.store.eW)
+
+    @property
+    def P(self) -> np.ndarray:
+        return self._stat(self._search.store.eP)
+
+    @property
+    def Q(self) -> np.ndarray:
+        """W / N, or the first-play-urgency value where N = 0."""
+        return self._stat(self._search.store.eQ)
+
+    @property
+    def children(self) -> list[TreeNode | None]:
+        if not self.expanded:
+            return []
+        return [TreeNode(self._search, int(c)) if c >= 0 else None
+                for c in self._search.store.echild[self._edges()]]
+
+    @property
+    def parent(self) -> TreeNode | None:
+        parent = int(self._search.store.nint[self.id, T.PARENT])
+        return TreeNode(self._search, parent) if parent >= 0 else None
+
+    @property
+    def expanded(self) -> bool:
+        return bool(self._search.store.nint[self.id, T.EXPANDED])
+
+    @property
+    def n_total(self) -> float:
+        return float(self._search.store.nflt[self.id, T.NTOTAL])
+
+    @property
+    def nn_value(self) -> float:
+        return float(self._search.store.nflt[self.id, T.NNV])
+
+    @property
+    def terminal_value(self) -> float | None:
+        store = self._search.store
+        return float(store.nflt[self.id, T.TVAL]) if store.nint[self.id, T.TERMINAL] else None
+
+    @property
+    def reps(self) -> int:
+        """Earlier occurrences of this position (capped at 2), as the network's repetition planes count them."""
+        return int(self._search.store.nint[self.id, T.REPS])
+
+    @property
+    def depth(self) -> int:
+        return int(self._search.store.nint[self.id, T.DEPTH])
+
+    @property
+    def halfmove(self) -> int:
+        return int(self._search.store.ninfo[self.id, rules.HALFMOVE])
+
+    @property
+    def board(self) -> chess.Board:
+        store = self._search.store
+        return rules.rows_board(store.nbb[self.id], store.ninfo[self.id])
 
     def q(self) -> np.ndarray:
         """Mean value of each child from this node's side to move (NaN where unvisited)."""
+        n, w = self.N, self.W
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(self.N > 0, self.W / self.N, np.nan)
+            return np.where(n > 0, w / n, np.nan)
 
     def value(self) -> float:
         """Value estimate of this position for its side to move: mean of the backed-up values, else the net's."""
-        if self.terminal_value is not None:
-            return self.terminal_value
+        terminal = self.terminal_value
+        if terminal is not None:
+            return terminal
         if self.n_total > 0:
             return float((self.W.sum() + self.nn_value) / (self.N.sum() + 1))
         return self.nn_value
 
-
-@dataclass
-class SearchResult:
-    """Root statistics of one search. Values and Q are from the root's side to move's view."""
-
-    board: chess.Board
-    moves: list[chess.Move]
-    visits: np.ndarray
-    q: np.ndarray
-    priors: np.ndarray
-    root_value: float
-    nn_value: float
-    pv: list[chess.Move]
-    root: Node = field(repr=False)
-
-    @property
-    def terminal(self) -> bool:
-        """The root is over by rule (mate, stalemate, insufficient material, fifty moves, repetition): no search ran,
-        every move has 0 visits."""
-        return self.root.terminal_value is not None
-
-    def best_move(self) -> chess.Move | None:
-        """Most-visited move (ties: higher prior)."""
-        if not self.moves:
-            return None
-        order = np.lexsort((-self.priors, -self.visits))
-        return self.moves[int(order[0])]
-
-    def policy(self, temperature: float = 1.0) -> np.ndarray:
-        """Visit distribution over `moves` sharpened by 1/temperature (temperature 0 → one-hot best)."""
-        if not self.moves:
-            return np.empty(0)
-        if temperature <= 1e-6:
-            out = np.zeros(len(self.moves))
-            out[self.moves.index(self.best_move())] = 1.0
-            return out
-        v = self.visits.astype(np.float64) ** (1.0 / temperature)
-        return v / v.sum() if v.sum() > 0 else np.full(len(v), 1.0 / len(v))
-
-    def ranked(self) -> list[tuple[chess.Move, int, float, float]]:
-        """(move, visits, Q, prior) sorted by visits, best first."""
-        order = np.lexsort((-self.priors, -self.visits))
-        return [(self.moves[i], int(self.visits[i]), float(self.q[i]), float(self.priors[i])) for i in order]
-
-    def to_dict(self) -> dict:
-        return {
-            "fen": self.board.fen(),
-            "root_value": self.root_value,
-            "nn_value": self.nn_value,
-            "pv": [m.uci() for m in self.pv],
-            "moves": [
-                {"uci": m.uci(), "visits": n, "q": None if math.isnan(q) else q, "prior": p}
-                for m, n, q, p in self.ranked()
-            ],
-        }
+    def __repr__(self) -> str:
+        return f"TreeNode({self.id}, moves={int(self._search.store.nint[self.id, T.NE])}, n={self.n_total:g})"
 
 
-class _Tree:
-    """One root with its game history (for repetitions and history planes)."""
-
-    def __init__(self, board: chess.Board, repetition_draw: int = 3,
-                 move_indices: MoveIndexer = legal_move_indices) -> None:
-        self.move_indices = move_indices
-        self.root_board = board
-        b = board.copy(stack=True)
-        keys: list[object] = []
-        while len(keys) < board.halfmove_clock and b.move_stack:
-            b.pop()
-            keys.append(b._transposition_key())
-        self.history_keys = keys  # positions before the root within its fifty-move window, most recent first
-        snaps, reps = _board_history(board)
-        pad = HISTORY_STEPS - len(snaps)
-        self.root = Node(board.copy(stack=False), None, 0, move_indices)
-        self.root.reps = reps[0]
-        self.root.hist = (*snaps, *([_EMPTY] * pad))
-        self.root.rep_hist = (*reps, *([0] * pad))
-        _set_terminal(self.root, self.history_keys.count(self.root.key), repetition_draw)
-
-
-def _set_terminal(node: Node, reps: int, repetition_draw: int) -> None:
-    board = node.board
-    if not node.moves:
-        node.terminal_value = -1.0 if board.is_check() else 0.0
-    elif board.is_insufficient_material() or node.halfmove >= 100 or reps >= repetition_draw - 1:
-        node.terminal_value = 0.0
+Node = TreeNode  # the node type of `MCTS` results
 
 
 @dataclass
 class _Batch:
     """Leaves of one search step on their way through the network: prepared, evaluated, finished."""
 
-    pending: list[tuple[_Tree, Node, list[tuple[Node, int]]]]  # (tree, leaf, path) to back up
-    items: list[tuple[_Tree, Node]]  # distinct leaves
-    keys: list[tuple]
-    known: dict[int, tuple[np.ndarray, float]]  # item → evaluation found in the cache
-    todo: list[int]  # items the network evaluates
+    pending: np.ndarray  # leaf nodes to back up, in selection order (a leaf may repeat: virtual loss)
+    unique: np.ndarray  # distinct leaves
+    legal_start: np.ndarray  # leaf i's moves are legal[legal_start[i]:legal_start[i + 1]]
+    keys: list[bytes]
+    evals: list[tuple[np.ndarray, float] | None]  # (priors, value) of each leaf: from the cache, or after the call
+    todo: list[int]  # leaves the network evaluates (no evaluation in the cache)
     arrays: PositionArrays | None
+    legal: list[np.ndarray]
     evaluated: tuple[list[np.ndarray], np.ndarray] | None = None
 
 
@@ -246,14 +244,15 @@ class MCTS:
         self.evaluator = evaluator
         # policy indices of the legal moves in the evaluator's format (AlphaZero's 4672 unless it says otherwise)
         fmt = getattr(evaluator, "format", None)
+        self.format: BoardFormat = fmt if fmt is not None else get_format("alphazero")
         self.move_indices: MoveIndexer = fmt.legal_move_indices if fmt is not None else legal_move_indices
         self.config = config or MCTSConfig()
         self.rng = rng if rng is not None else np.random.default_rng(0)
-        self._cache: OrderedDict[tuple, tuple[np.ndarray, float]] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[np.ndarray, float]] = OrderedDict()
+        self._reference: ReferenceMCTS | None = None
         self.evaluations = 0  # positions sent to the evaluator
         self.calls = 0  # evaluator calls
 
-    # ----------------------------------------------------------------------------------------------------------
     def search(self, boards: Sequence[chess.Board], simulations: int | None = None,
                should_stop: Callable[[], bool] | None = None,
                on_step: Callable[[Callable[[], list[SearchResult]]], None] | None = None) -> list[SearchResult]:
@@ -263,50 +262,187 @@ class MCTS:
         returns what it has (UCI `stop`, time limits). At least one step always runs. `on_step`, when given, is
         called after every step (before `should_stop`) with a function that builds the current results on demand
         (nothing is built unless it is called): progress reports such as UCI `info` lines during a long search.
+        Boards the compiled rules do not cover (Chess960, not one king a side) are searched by `ReferenceMCTS`.
         """
         sims = simulations or self.config.simulations
-        # Trees are many small linked objects: the cyclic garbage collector would re-scan them over and over
-        # while they grow (a large share of search time). Pause it during the search; it runs again afterwards.
+        if not boards:
+            return []
+        if not all(rules.supported(b) for b in boards):
+            return self._reference_search(boards, sims, should_stop, on_step)
+        # The cache and each step's batch make many small container objects; the cyclic garbage collector would
+        # re-scan the whole heap over and over meanwhile (a tenth of the search's time). Pause it during the search.
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._search(boards, sims, should_stop, on_step)
+            return _Search(self, boards, sims).run(should_stop, on_step)
         finally:
             if gc_was_enabled:
                 gc.enable()
 
-    def _search(self, boards: Sequence[chess.Board], sims: int,
-                should_stop: Callable[[], bool] | None = None,
-                on_step: Callable[[Callable[[], list[SearchResult]]], None] | None = None) -> list[SearchResult]:
-        trees = [_Tree(b, self.config.repetition_draw, self.move_indices) for b in boards]
-        live = [t for t in trees if t.root.terminal_value is None]
-        self._expand([(t, t.root) for t in live])  # root priors and value (noise added here)
-        done = {id(t): 0 for t in live}
+    def _reference_search(self, boards: Sequence[chess.Board], sims: int,
+                          should_stop: Callable[[], bool] | None,
+                          on_step: Callable[[Callable[[], list[SearchResult]]], None] | None) -> list[SearchResult]:
+        if self._reference is None:
+            self._reference = ReferenceMCTS(self.evaluator, self.config, self.rng)
+        ref = self._reference
+        evaluations, calls = ref.evaluations, ref.calls
+        try:
+            return ref.search(boards, sims, should_stop, on_step)
+        finally:
+            self.evaluations += ref.evaluations - evaluations
+            self.calls += ref.calls - calls
+
+
+class _Search:
+    """One `MCTS.search` call: the trees' arrays and the steps over them."""
+
+    def __init__(self, mcts: MCTS, boards: Sequence[chess.Board], sims: int) -> None:
+        cfg = mcts.config
+        self.mcts, self.config, self.boards, self.sims = mcts, cfg, list(boards), sims
+        self.ptable = policy_table(mcts.format)
+        self.params = np.zeros(6, dtype=np.float64)
+        self.params[[T.C_INIT, T.C_BASE, T.FPU, T.VL, T.REP_DRAW, T.LPT]] = (
+            cfg.c_init, cfg.c_base, cfg.fpu_reduction, cfg.virtual_loss, cfg.repetition_draw, cfg.leaves_per_tree)
+        n = len(self.boards)
+        nodes = n * (min(sims, 4096) + 1)  # a simulation adds at most one node; longer searches grow the arrays
+        self.store = T.TreeStore(n, nodes, 40 * nodes + rules.MAX_MOVES * n)
+        self.stamp = 0
+
+    # ----------------------------------------------------------------------------------------------------------
+    def run(self, should_stop: Callable[[], bool] | None,
+            on_step: Callable[[Callable[[], list[SearchResult]]], None] | None) -> list[SearchResult]:
+        live = self._plant()
+        if len(live):  # root priors and value (noise added here)
+            self._finish(self._evaluate(self._prepare(self.store.troot[live])), roots=True)
 
         def report() -> bool:
             if on_step is not None:
-                on_step(lambda: [self._result(t) for t in trees])
+                on_step(self.results)
             return should_stop is not None and should_stop()
 
         if 0 < self.config.overlap_min_trees <= len(live):
-            self._overlapped(live, done, sims, report)
+            self._overlapped(live, report)
         else:
-            while live:
-                self._finish(self._evaluate(self._prepare(self._select_step(live, done, sims))))
-                live = [t for t in live if done[id(t)] < sims]
+            while len(live):
+                self._finish(self._evaluate(self._prepare(self._select(live))))
+                live = live[self.store.tdone[live] < self.sims]
                 if report():
                     break
-        return [self._result(t) for t in trees]
+        return self.results()
 
-    def _overlapped(self, live: list[_Tree], done: dict[int, int], sims: int, report: Callable[[], bool]) -> None:
-        """Two halves of the trees take turns: one half's network call runs in a worker thread (torch releases
-        the GIL) while this thread selects and expands in the other half. Each tree still does select → evaluate
-        → expand → back up, one step after another, so every tree's search is the same as without overlap."""
+    def _plant(self) -> np.ndarray:
+        """Root nodes with their game history; returns the trees whose root is not over by rule."""
+        store = self.store
+        n = len(self.boards)
+        rbb = np.zeros((n, rules.BB_FIELDS), dtype=np.uint64)
+        rinfo = np.zeros((n, rules.INFO_FIELDS), dtype=np.int64)
+        root_reps = np.zeros(n, dtype=np.int64)
+        history: list[np.ndarray] = []
+        for t, board in enumerate(self.boards):
+            rbb[t], rinfo[t] = rules.board_rows(board)
+            snaps, reps = _board_history(board)
+            store.thist[t, : len(snaps)] = snaps
+            store.threps[t, : len(reps)] = reps
+            root_reps[t] = reps[0]
+            # positions before the root within its fifty-move window, most recent first
+            stack = board._stack
+            rows = T.history_key_rows(stack[len(stack) - min(board.halfmove_clock, len(stack)) :][::-1])
+            store.gspan[t] = (sum(len(h) for h in history), len(rows))
+            history.append(rows)
+        store.gkeys = np.concatenate(history) if history else store.gkeys
+        store.reserve(n, n * rules.MAX_MOVES)
+        T.init_roots(rbb, rinfo, root_reps, store.nodes, store.edges, store.trees, store.counts, self.ptable,
+                     self.params)
+        return np.flatnonzero(store.nint[store.troot, T.TERMINAL] == 0)
+
+    def _select(self, live: np.ndarray) -> np.ndarray:
+        """One step's selections in the trees `live`; returns the pending leaves."""
+        lpt = self.config.leaves_per_tree
+        self.store.reserve(len(live) * lpt, len(live) * lpt * rules.MAX_MOVES)
+        pending = np.empty(len(live) * lpt, dtype=np.int64)
+        n = T.select_leaves(live, self.sims, self.store.nodes, self.store.edges, self.store.trees, self.store.counts,
+                            self.ptable, self.params, pending)
+        return pending[:n]
+
+    def _prepare(self, pending: np.ndarray) -> _Batch:
+        """The network input of the distinct leaves not in the cache (cached evaluations are taken now: the cache
+        may evict them before the batch is finished)."""
+        m = len(pending)
+        unique = np.empty(m, dtype=np.int64)
+        bitboards = np.empty((m, HISTORY_STEPS, 12), dtype=np.uint64)
+        repetitions = np.empty((m, HISTORY_STEPS), dtype=np.int8)
+        turn = np.empty(m, dtype=bool)
+        castling = np.empty((m, 4), dtype=bool)
+        ply = np.empty(m, dtype=np.int32)
+        halfmove = np.empty(m, dtype=np.int32)
+        keys = np.empty((m, T.KEY_WORDS), dtype=np.uint64)
+        legal_start = np.empty(m + 1, dtype=np.int64)
+        legal = np.empty(m * rules.MAX_MOVES, dtype=np.int64)
+        self.stamp += 1
+        u = T.gather_leaves(pending, self.stamp, self.store.nodes, self.store.edges, self.store.trees, unique,
+                            bitboards, repetitions, turn, castling, ply, halfmove, keys, legal_start, legal)
+        key_list: list[bytes] = keys[:u].view(_KEY_DTYPE).ravel().tolist()  # one bytes object per row
+        get = self.mcts._cache.get
+        evals = [get(key) for key in key_list]
+        todo = [i for i, hit in enumerate(evals) if hit is None]
+        arrays = None
+        if todo:
+            rows = slice(0, u) if len(todo) == u else np.array(todo)
+            arrays = PositionArrays(bitboards[rows], repetitions[rows], turn[rows], castling[rows], ply[rows],
+                                    halfmove[rows])
+        starts = legal_start[: u + 1].tolist()
+        return _Batch(pending, unique[:u], legal_start[: u + 1], key_list, evals, todo, arrays,
+                      [legal[starts[i] : starts[i + 1]] for i in todo])
+
+    def _evaluate(self, batch: _Batch) -> _Batch:
+        """The network call of a batch (runs in the worker thread when trees overlap)."""
+        if batch.arrays is not None:
+            batch.evaluated = self.mcts.evaluator.evaluate(batch.arrays, batch.legal)
+        return batch
+
+    def _finish(self, batch: _Batch, roots: bool = False) -> None:
+        """Cache the new evaluations, expand the leaves and back their values up (roots: add the noise)."""
+        mcts, cfg = self.mcts, self.config
+        evals = batch.evals
+        if batch.evaluated is not None:
+            priors, values = batch.evaluated
+            mcts.calls += 1
+            mcts.evaluations += len(batch.todo)
+            cache, keys = mcts._cache, batch.keys
+            for j, (i, value) in enumerate(zip(batch.todo, np.asarray(values).tolist(), strict=True)):
+                evals[i] = cache[keys[i]] = (priors[j], float(value))
+            while len(cache) > cfg.cache_size:
+                cache.popitem(last=False)
+        parts = [e[0] for e in evals]  # type: ignore[index]
+        if roots and cfg.add_noise:
+            parts = [self._noisy(p) for p in parts]
+        flat = np.concatenate(parts).astype(np.float64, copy=False) if parts else np.empty(0)
+        if len(flat) != batch.legal_start[-1]:
+            raise ValueError(f"the evaluator returned {len(flat)} priors for {batch.legal_start[-1]} legal moves")
+        value = np.array([e[1] for e in evals], dtype=np.float64)  # type: ignore[index]
+        T.finish_leaves(batch.unique, flat, batch.legal_start, value, batch.pending, self.store.nodes,
+                        self.store.edges, self.params)
+
+    def _noisy(self, priors: np.ndarray) -> np.ndarray:
+        """Root priors mixed with Dirichlet noise, as the reference mixes them (same draws from the same rng)."""
+        p = priors.astype(np.float64)
+        if len(p) == 0:
+            return p
+        cfg = self.config
+        noise = self.mcts.rng.dirichlet([cfg.dirichlet_alpha] * len(p))
+        return (1 - cfg.dirichlet_epsilon) * p + cfg.dirichlet_epsilon * noise
+
+    def _overlapped(self, live: np.ndarray, report: Callable[[], bool]) -> None:
+        """Two halves of the trees take turns: one half's network call runs in a worker thread (torch and the
+        compiled steps release the GIL) while this thread selects and expands in the other half. Each tree still
+        does select → evaluate → expand → back up, one step after another, so every tree's search is the same as
+        without overlap."""
         from concurrent.futures import Future, ThreadPoolExecutor
 
         half = (len(live) + 1) // 2
         groups = [live[:half], live[half:]]
         in_flight: list[Future[_Batch] | None] = [None, None]
+        done, sims = self.store.tdone, self.sims
         g, rounds = 0, 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mcts-eval") as worker:
             while True:
@@ -316,220 +452,40 @@ class MCTS:
                         if future is not None:
                             self._finish(future.result())
                     return
-                groups[g] = [t for t in groups[g] if done[id(t)] < sims]
-                batch = self._prepare(self._select_step(groups[g], done, sims)) if groups[g] else None
+                groups[g] = groups[g][done[groups[g]] < sims]
+                batch = self._prepare(self._select(groups[g])) if len(groups[g]) else None
                 if in_flight[other] is not None:
                     self._finish(in_flight[other].result())  # type: ignore[union-attr]
                     in_flight[other] = None
                 if batch is not None:
                     in_flight[g] = worker.submit(self._evaluate, batch)
-                elif in_flight == [None, None] and all(done[id(t)] >= sims for grp in groups for t in grp):
+                elif in_flight == [None, None] and all((done[grp] >= sims).all() for grp in groups):
                     return
                 rounds += g
                 g = other
 
-    def _select_step(self, live: Sequence[_Tree], done: dict[int, int], sims: int
-                     ) -> list[tuple[_Tree, Node, list[tuple[Node, int]]]]:
-        """One leaf per tree (or `leaves_per_tree`, with virtual loss); terminal leaves are backed up at once."""
-        pending: list[tuple[_Tree, Node, list[tuple[Node, int]]]] = []
-        for tree in live:
-            for _ in range(min(self.config.leaves_per_tree, sims - done[id(tree)])):
-                path, leaf = self._select(tree)
-                done[id(tree)] += 1
-                if leaf.terminal_value is not None:
-                    self._backup(path, leaf.terminal_value, undo_virtual=False)
-                else:
-                    if self.config.leaves_per_tree > 1:
-                        self._apply_virtual_loss(path)
-                    pending.append((tree, leaf, path))
-        return pending
-
     # ----------------------------------------------------------------------------------------------------------
-    def _select(self, tree: _Tree) -> tuple[list[tuple[Node, int]], Node]:
-        cfg = self.config
-        node = tree.root
-        path: list[tuple[Node, int]] = []
-        while node.expanded and node.terminal_value is None:
-            parent_visits = node.n_total + 1
-            c = math.log((1 + parent_visits + cfg.c_base) / cfg.c_base) + cfg.c_init
-            # node.Q holds W/N, or the first-play-urgency value where N = 0 (kept up to date by backup)
-            a = int(np.argmax(node.Q + (c * math.sqrt(parent_visits)) * node.P / (1.0 + node.N)))
-            child = node.children[a]
-            if child is None:
-                child = self._make_child(tree, node, a)
-            path.append((node, a))
-            node = child
-        return path, node
+    def results(self) -> list[SearchResult]:
+        """The current statistics of every tree (principal variations read by one compiled call)."""
+        store = self.store
+        lines = np.zeros((len(self.boards), store.counts[T.MAX_DEPTH] + 1), dtype=np.int32)
+        lengths = T.principal_variations(store.troot, store.nodes, store.edges, lines)
+        return [self._result(t, [_decode(int(m)) for m in lines[t, : lengths[t]]]) for t in range(len(self.boards))]
 
-    def _make_child(self, tree: _Tree, node: Node, a: int) -> Node:
-        board = node.board.copy(stack=False)
-        board.push(node.moves[a])
-        child = Node(board, node, node.depth + 1, tree.move_indices)
-        # repetitions: earlier occurrences within the fifty-move window, in the tree and then the game
-        count, anc, steps = 0, node, 1
-        while anc is not None and steps <= child.halfmove:
-            if anc.key == child.key:
-                count += 1
-            anc = anc.parent
-            steps += 1
-        if steps <= child.halfmove:
-            count += tree.history_keys[: child.halfmove - steps + 1].count(child.key)
-        child.reps = min(2, count)
-        child.hist = (child.snap, *node.hist[: HISTORY_STEPS - 1])
-        child.rep_hist = (child.reps, *node.rep_hist[: HISTORY_STEPS - 1])
-        _set_terminal(child, count, self.config.repetition_draw)
-        node.children[a] = child
-        return child
-
-    def _apply_virtual_loss(self, path: list[tuple[Node, int]]) -> None:
-        vl = self.config.virtual_loss
-        for node, a in path:
-            node.N[a] += vl
-            node.W[a] -= vl
-            node.n_total += vl
-            node.Q[a] = node.W[a] / node.N[a]
-
-    def _backup(self, path: list[tuple[Node, int]], value: float, undo_virtual: bool) -> None:
-        vl = self.config.virtual_loss if undo_virtual else 0.0
-        v = value
-        for node, a in reversed(path):
-            v = -v
-            node.N[a] += 1 - vl
-            node.W[a] += v + vl
-            node.n_total += 1 - vl
-            n = node.N[a]
-            node.Q[a] = node.W[a] / n if n > 0 else node.nn_value - self.config.fpu_reduction
-
-    # ----------------------------------------------------------------------------------------------------------
-    def leaf_arrays(self, items: Sequence[tuple[_Tree, Node]]) -> PositionArrays:
-        """History arrays of leaves: steps from the node's ancestors, then from the root's game history."""
-        nodes = [node for _, node in items]
-        boards = [node.board for node in nodes]
-        n = len(nodes)
-        return PositionArrays(
-            bitboards=np.array([node.hist for node in nodes], dtype=np.uint64).reshape(n, HISTORY_STEPS, 12),
-            repetitions=np.array([node.rep_hist for node in nodes], dtype=np.int8).reshape(n, HISTORY_STEPS),
-            turn=np.fromiter((b.turn == chess.WHITE for b in boards), dtype=bool, count=n),
-            castling=np.array([castling_bits(b) for b in boards], dtype=bool).reshape(n, 4),
-            ply=np.fromiter((2 * (b.fullmove_number - 1) + (b.turn == chess.BLACK) for b in boards), np.int32, n),
-            halfmove=np.fromiter((node.halfmove for node in nodes), dtype=np.int32, count=n),
-        )
-
-    def _expand(self, items: Sequence[tuple[_Tree, Node]]) -> None:
-        """Evaluate and expand `items` now (the roots)."""
-        self._finish(self._evaluate(self._prepare([(tree, node, []) for tree, node in items])))
-
-    def _prepare(self, pending: Sequence[tuple[_Tree, Node, list[tuple[Node, int]]]]) -> _Batch:
-        """The network input of the leaves not in the cache (cached evaluations are taken now: the cache may
-        evict them before the batch is finished)."""
-        unique: dict[int, tuple[_Tree, Node]] = {}
-        for tree, leaf, _ in pending:
-            unique.setdefault(id(leaf), (tree, leaf))
-        items = list(unique.values())
-        # exact network input: history bitboards and repetitions, side to move, castling, en passant, counters
-        keys = [(node.key, node.hist, node.rep_hist, node.halfmove, node.board.fullmove_number) for _, node in items]
-        known = {i: self._cache[k] for i, k in enumerate(keys) if k in self._cache}
-        todo = [i for i in range(len(items)) if i not in known]
-        arrays = self.leaf_arrays([items[i] for i in todo]) if todo else None
-        return _Batch(list(pending), items, keys, known, todo, arrays)
-
-    def _evaluate(self, batch: _Batch) -> _Batch:
-        """The network call of a batch (runs in the worker thread when trees overlap)."""
-        if batch.arrays is not None:
-            batch.evaluated = self.evaluator.evaluate(batch.arrays, [batch.items[i][1].index for i in batch.todo])
-        return batch
-
-    def _finish(self, batch: _Batch) -> None:
-        """Cache the new evaluations, expand the leaves and back their values up."""
-        evals = dict(batch.known)
-        if batch.evaluated is not None:
-            priors, values = batch.evaluated
-            self.calls += 1
-            self.evaluations += len(batch.todo)
-            for j, i in enumerate(batch.todo):
-                evals[i] = self._cache[batch.keys[i]] = (priors[j], float(values[j]))
-            while len(self._cache) > self.config.cache_size:
-                self._cache.popitem(last=False)
-        for i, (_tree, node) in enumerate(batch.items):
-            if not node.expanded:  # a leaf reached twice in one step (virtual loss) is expanded once
-                self._set_expanded(node, *evals[i])
-        for _, leaf, path in batch.pending:
-            self._backup(path, leaf.nn_value, undo_virtual=self.config.leaves_per_tree > 1)
-
-    def _set_expanded(self, node: Node, priors: np.ndarray, value: float) -> None:
-        node.P = priors.astype(np.float64)
-        if node.parent is None and self.config.add_noise and len(node.moves) > 0:
-            noise = self.rng.dirichlet([self.config.dirichlet_alpha] * len(node.moves))
-            node.P = (1 - self.config.dirichlet_epsilon) * node.P + self.config.dirichlet_epsilon * noise
-        node.N = np.zeros(len(node.moves))
-        node.W = np.zeros(len(node.moves))
-        node.Q = np.full(len(node.moves), value - self.config.fpu_reduction)
-        node.children = [None] * len(node.moves)
-        node.nn_value = value
-        node.expanded = True
-
-    def _result(self, tree: _Tree) -> SearchResult:
-        root = tree.root
-        board = tree.root_board.copy(stack=True)
-        if not root.expanded:
-            empty = np.zeros(len(root.moves))
-            value = root.terminal_value if root.terminal_value is not None else 0.0
-            return SearchResult(board, list(root.moves), empty.astype(int), np.full(len(root.moves), np.nan),
-                                empty, value, value, [], root)
-        pv: list[chess.Move] = []
-        node: Node | None = root
-        while node is not None and node.expanded and node.n_total > 0:
-            a = int(np.lexsort((-node.P, -node.N))[0])
-            pv.append(node.moves[a])
-            node = node.children[a]
-        return SearchResult(board, list(root.moves), root.N.astype(int), root.q(), root.P.copy(), root.value(),
-                            root.nn_value, pv, root)
-
-
-class NetEvaluator:
-    """Evaluates positions with a network: encodes with the network's format, softmax over legal moves."""
-
-    def __init__(self, net: AZNet, batch_size: int = 1024) -> None:
-        self.net = net
-        self.format = net.format
-        self.batch_size = batch_size
-
-    def evaluate(self, arrays: PositionArrays, legal: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-        planes = self.format.arrays_to_planes(arrays)
-        logits, values = predict(self.net, planes, self.batch_size)
-        return legal_softmax(logits, legal), values
-
-
-class UniformEvaluator:
-    """Uniform priors and a constant value: search driven by the rules alone (tests, baselines)."""
-
-    def __init__(self, value: float = 0.0) -> None:
-        self.value = value
-
-    def evaluate(self, arrays: PositionArrays, legal: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-        return [np.full(len(idx), 1.0 / max(1, len(idx))) for idx in legal], np.full(len(legal), self.value)
-
-
-def legal_softmax(logits: np.ndarray, legal: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Softmax of each row's logits restricted to its legal indices, for all rows in a few numpy calls."""
-    sizes = np.fromiter((len(ix) for ix in legal), dtype=np.int64, count=len(legal))
-    if sizes.sum() == 0:
-        return [np.empty(0) for _ in legal]
-    rows = np.repeat(np.arange(len(legal)), sizes)
-    flat = logits[rows, np.concatenate([np.asarray(ix, dtype=np.int64) for ix in legal])].astype(np.float64)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    nonempty = sizes > 0
-    peak = np.zeros(len(legal))
-    peak[nonempty] = np.maximum.reduceat(flat, starts[nonempty])
-    e = np.exp(flat - np.repeat(peak, sizes))
-    total = np.zeros(len(legal))
-    total[nonempty] = np.add.reduceat(e, starts[nonempty])
-    e /= np.repeat(np.where(total > 0, total, 1.0), sizes)
-    return np.split(e, np.cumsum(sizes)[:-1])
-
-
-def softmax(x: np.ndarray) -> np.ndarray:
-    if x.size == 0:
-        return x.astype(np.float64)
-    e = np.exp(x - x.max())
-    return e / e.sum()
+    def _result(self, t: int, pv: list[chess.Move]) -> SearchResult:
+        store = self.store
+        node = int(store.troot[t])
+        root = TreeNode(self, node)
+        board = self.boards[t].copy(stack=True)
+        edges = root._edges()
+        moves = [_decode(int(m)) for m in store.emove[edges]]
+        if not store.nint[node, T.EXPANDED]:
+            empty = np.zeros(len(moves))
+            value = float(store.nflt[node, T.TVAL]) if store.nint[node, T.TERMINAL] else 0.0
+            return SearchResult(board, moves, empty.astype(int), np.full(len(moves), np.nan), empty, value, value,
+                                [], root)
+        n, w, nn_value = store.eN[edges].copy(), store.eW[edges].copy(), float(store.nflt[node, T.NNV])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = np.where(n > 0, w / n, np.nan)
+        value = float((w.sum() + nn_value) / (n.sum() + 1)) if store.nflt[node, T.NTOTAL] > 0 else nn_value
+        return SearchResult(board, moves, n.astype(int), q, store.eP[edges].copy(), value, nn_value, pv, root)
