@@ -11,7 +11,6 @@ from typing import Annotated
 import chess
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -214,23 +213,12 @@ def collect(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Capture activations at named layers into float16 memory-mapped arrays (resumable)."""
-    import itertools
-
-    from alphazero_concepts.chess.positions import InputError, ReadReport, read_positions
+    from alphazero_concepts.commandline import read_positions_or_fail
     from alphazero_concepts.concepts.activations import StoreError
     from alphazero_concepts.concepts.activations import collect as collect_store
 
     output_dir(out)
-    report = ReadReport(str(positions))
-    try:  # the positions first: a bad file fails before the network is loaded
-        kw = {"min_ply": min_ply} if positions.suffix.lower() == ".pgn" else {}
-        items = list(itertools.islice(read_positions(positions, report=report, **kw), limit))
-    except InputError as exc:
-        raise _fail(str(exc)) from exc
-    if report.skipped:
-        console.print(f"[yellow]{escape(report.summary())}[/yellow]", soft_wrap=True)
-    if not items:
-        raise _fail(f"{positions}: no usable positions ({report.summary()})")
+    items = read_positions_or_fail(positions, min_ply=min_ply, limit=limit)
     net, meta = _load(model, device)
     names = layers or net.layer_names
     unknown = [x for x in names if x not in net.layer_names]

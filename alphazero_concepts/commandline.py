@@ -55,28 +55,48 @@ def input_file(path: Path, what: str = "file") -> Path:
     return path
 
 
+def _check_parents(path: Path, option: str) -> Path:
+    """Exit 2 when the nearest existing parent of `path` is a file (nothing could be created below it)."""
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise fail(f"{option} {path}: {parent} is a file, not a directory")
+    return path
+
+
 def output_file(path: Path, option: str = "--out") -> Path:
     """Exit 2 before any work when `path` cannot be written as a file (it is a directory, or its parent is a file)."""
     if path.is_dir():
         raise fail(f"{option} {path}: is a directory (expected a file path)")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise fail(f"{option} {path}: {parent} is a file, not a directory")
-            break
-    return path
+    return _check_parents(path, option)
 
 
 def output_dir(path: Path, option: str = "--out") -> Path:
     """Exit 2 before any work when `path` exists and is not a directory (or lies under a file)."""
     if path.exists() and not path.is_dir():
         raise fail(f"{option} {path}: exists and is not a directory")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise fail(f"{option} {path}: {parent} is a file, not a directory")
-            break
-    return path
+    return _check_parents(path, option)
+
+
+def read_positions_or_fail(positions: Path, *, min_ply: int, limit: int | None) -> list:
+    """The positions of a PGN/EPD/FEN/CSV file for `collect` (PGN: from `min_ply` on), at most `limit`; bad
+    records are reported and skipped; exit 2 on a bad file or when no position is usable."""
+    import itertools
+
+    from rich.markup import escape
+
+    from alphazero_concepts.chess.positions import InputError, ReadReport, read_positions
+
+    report = ReadReport(str(positions))
+    try:  # the positions first: a bad file fails before the network is loaded
+        kw = {"min_ply": min_ply} if positions.suffix.lower() == ".pgn" else {}
+        items = list(itertools.islice(read_positions(positions, report=report, **kw), limit))
+    except InputError as exc:
+        raise fail(str(exc)) from exc
+    if report.skipped:
+        console.print(f"[yellow]{escape(report.summary())}[/yellow]", soft_wrap=True)
+    if not items:
+        raise fail(f"{positions}: no usable positions ({report.summary()})")
+    return items
 
 
 def remove_empty_dirs(path: Path) -> None:

@@ -14,7 +14,6 @@ commands can take the same options (`BackendOpt`, `AddressOpt`, `WorkersOpt`) an
 from __future__ import annotations
 
 import contextlib
-import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -204,20 +203,13 @@ def collect_cmd(
     device: DeviceOpt = "auto",
 ) -> None:
     """Activations at named layers, positions fanned out in shards, assembled into one float16 store."""
-    from alphazero_concepts.chess.positions import InputError, ReadReport, read_positions
+    from alphazero_concepts.chess.positions import InputError
+    from alphazero_concepts.commandline import read_positions_or_fail
     from alphazero_concepts.concepts.activations import StoreError
     from alphazero_concepts.distributed.stages import CollectConfig, collect_activations
 
     output_dir(out)
-    report = ReadReport(str(positions))
-    try:  # the positions first: a bad file fails before the network is loaded
-        kw = {"min_ply": min_ply} if positions.suffix.lower() == ".pgn" else {}
-        items = list(itertools.islice(read_positions(positions, report=report, **kw), limit))
-    except InputError as exc:
-        raise _fail(str(exc)) from exc
-    _report_problems([str(e) for e in report.errors])
-    if not items:
-        raise _fail(f"{positions}: no usable positions ({report.summary()})")
+    items = read_positions_or_fail(positions, min_ply=min_ply, limit=limit)
     net, meta, source = _load(model, device, ship_weights)
     try:
         config = CollectConfig(layers=tuple(layers or net.layer_names), batch_size=batch_size,
