@@ -175,6 +175,13 @@ def test_generator_resumes_after_a_kill(tmp_path: Path) -> None:
     assert len(data) == sum(len(g["plies"]) for g in games)
     for g in games:
         assert all(p["pv"] and p["move"] for p in g["plies"]) and len(g["plies"]) <= 8
+    # blunders: after the opening plies, some moves are random legal moves, not among the engine's choices
+    wild = tmp_path / "wild.jsonl.gz"
+    make_engine_games(wild, 2, EngineGamesConfig(nodes=30, multipv=1, max_plies=30, random_plies=2, blunder=0.5))
+    moves = [(p["move"], p["pv"][0][0]) for _, g in read_engine_games(wild) for p in g["plies"][2:]]
+    assert any(m != best for m, best in moves) and any(m == best for m, best in moves)
+    with pytest.raises(ValueError, match="blunder"):
+        EngineGamesConfig(blunder=1.5)
 
 
 def _config(tmp_path: Path, **kw) -> kd.DistillConfig:

@@ -156,6 +156,8 @@ def register_data(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Game i uses the random seed '{seed}-{i}'")] = 0,
         workers: Annotated[int, typer.Option(help="Engine processes (one thread each)")] = 1,
         max_plies: Annotated[int, typer.Option(help="Adjudicate a draw after this many plies")] = 300,
+        blunder: Annotated[float, typer.Option(help="Share of plies (after the opening) played by a random legal "
+                                                    "move: material imbalances engine play never reaches")] = 0.0,
         stockfish: Annotated[str | None, typer.Option(help="Stockfish binary (default: found on PATH)")] = None,
     ) -> None:
         """Stockfish self-play games with every position labelled by the same search (MultiPV scores, WDL);
@@ -166,7 +168,7 @@ def register_data(app: typer.Typer) -> None:
             raise fail("--games and --workers must be ≥ 1")
         _check_engine_games_out(out)
         try:
-            config = EngineGamesConfig(nodes=nodes, multipv=multipv, seed=seed, max_plies=max_plies)
+            config = EngineGamesConfig(nodes=nodes, multipv=multipv, seed=seed, max_plies=max_plies, blunder=blunder)
         except ValueError as exc:
             raise fail(str(exc)) from exc
         with Progress(TextColumn("[bold]engine games[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

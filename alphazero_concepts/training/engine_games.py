@@ -40,12 +40,16 @@ class EngineGamesConfig:
     explore: float = 0.15
     max_plies: int = 300
     hash_mb: int = 32
+    # share of later plies where a uniformly random legal move is played instead (still labelled by the engine):
+    # games with blunders reach the material imbalances that engine play never shows (a queen up in the
+    # middlegame), which the value head must also judge
+    blunder: float = 0.0
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.multipv < 1 or self.max_plies < 1:
             raise ValueError("nodes, multipv and max_plies must be ≥ 1")
-        if not 0 <= self.explore <= 1:
-            raise ValueError(f"explore must be in [0, 1], got {self.explore}")
+        if not 0 <= self.explore <= 1 or not 0 <= self.blunder <= 1:
+            raise ValueError(f"explore and blunder must be in [0, 1], got {self.explore}, {self.blunder}")
 
 
 def open_engine(stockfish: str | None = None, hash_mb: int = 32) -> chess.engine.SimpleEngine:
@@ -92,6 +96,8 @@ def play_game(engine: chess.engine.SimpleEngine, index: int, config: EngineGames
     while not board.is_game_over(claim_draw=True) and board.ply() < config.max_plies:
         label = label_position(engine, board, config.nodes, config.multipv)
         move = choose_move(label, board.ply(), rng, config)
+        if config.blunder and board.ply() >= config.random_plies and rng.random() < config.blunder:
+            move = rng.choice(sorted(m.uci() for m in board.legal_moves))
         plies.append({**label, "move": move})
         board.push_uci(move)
     return _game_record(index, board, plies, config)
