@@ -551,3 +551,33 @@ def test_ladder_plays_maia_levels_with_their_own_simulations(series: Series, tmp
     assert [c.get("value_mse") for c in result["checkpoints"]] == [None, 0.123]
     with pytest.raises(ValueError, match="no Maia weights for maia-1500"):
         Ladder(series, tmp_path / "arena2", replace(cfg, maia=("maia-1500",)), openings=OPENINGS)
+
+
+def test_queen_up_positions_are_legal_and_a_queen_up() -> None:
+    from alphazero_concepts.arena.value_check import queen_up_boards
+
+    boards = queen_up_boards()
+    assert len(boards) >= 80
+    for b in boards:
+        assert b.is_valid() and not b.move_stack and not b.is_check()
+        assert len(b.pieces(chess.QUEEN, b.turn)) == len(b.pieces(chess.QUEEN, not b.turn)) + 1
+    turns = [b.turn for b in boards]
+    assert min(turns.count(chess.WHITE), turns.count(chess.BLACK)) >= 40
+
+
+@pytest.mark.integration
+def test_value_check_cli_scores_through_the_uci_engine(series: Series, tmp_path: Path) -> None:
+    """`azc value-check`: every queen-up position scored by the project's UCI engine, per colour, with the JSON."""
+    from alphazero_concepts.cli import app
+
+    out = tmp_path / "vc.json"
+    result = CliRunner().invoke(app, ["value-check", "--model", f"{series.directory}:c1", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["model"] == "c1" and data["nodes"] == 1
+    assert {k: v["positions"] for k, v in data["summary"].items()} == {
+        "white": sum(chess.Board(p["fen"]).turn for p in data["positions"]),
+        "black": sum(not chess.Board(p["fen"]).turn for p in data["positions"])}
+    assert all(isinstance(p["cp"], int) for p in data["positions"])
+    ahead = sum(p["cp"] > 0 for p in data["positions"] if chess.Board(p["fen"]).turn)
+    assert data["summary"]["white"]["ahead"] == ahead

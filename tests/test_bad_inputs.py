@@ -354,6 +354,11 @@ TABLE: dict[tuple[str, ...], list[Files | Value]] = {
         Value("--json is a directory", lambda fx, d: ["--suite", str(fx.files["epd"]), *_m(fx), "--json", str(d)],
               "is a directory"),
     ],
+    ("value-check",): [
+        model_slot(lambda bad, fx, d: ["--model", bad]),
+        Value("--nodes 0", lambda fx, d: [*_m(fx), "--nodes", "0"], "--nodes"),
+        Value("--json is a directory", lambda fx, d: [*_m(fx), "--json", str(d)], "is a directory"),
+    ],
     ("probe",): [
         *(Files(fmt, lambda bad, fx, d: ["--positions", bad, *_m(fx), "--out", str(d / "p")])
           for fmt in ("pgn", "epd", "fen", "csv")),

@@ -242,7 +242,46 @@ def sts(
         console.print(f"wrote {json_path}")
 
 
+def value_check(
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Network to check (default: the bundled "
+                                                                    "teacher)")] = None,
+    nodes: Annotated[int, typer.Option("--nodes", min=1, help="UCI `go nodes N` (1: the value head alone)")] = 1,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the summary and every score here")] = None,
+    device: DeviceOpt = "cpu",
+) -> None:
+    """Does the value head see a queen? Positions where the side to move is a queen up (the bundled openings, 0–3
+    random plies on, the other side's queen removed), scored through this project's UCI engine at `go nodes N`:
+    the share scored ahead per colour to move (the teacher issue's target: ≥ 97% for both)."""
+    import sys
+
+    from alphazero_concepts.arena.value_check import queen_up_boards, queen_up_summary, uci_scores
+    from alphazero_concepts.commandline import load_model
+
+    if json_path:
+        output_file(json_path, "--json")
+    _, meta = load_model(model, device)  # a bad --model fails here, with its message, before the engine starts
+    command = [sys.executable, "-m", "alphazero_concepts.play.uci", *(["--model", model] if model else []),
+               "--device", device]
+    boards = queen_up_boards()
+    scores = uci_scores(command, boards, nodes=nodes)
+    summary = queen_up_summary(boards, scores)
+    table = Table(title=f"{meta.name}: a queen up, scored through `azc uci` at go nodes {nodes}")
+    for col in ("side to move", "positions", "scored ahead", "share", "median cp"):
+        table.add_column(col, justify="left" if col == "side to move" else "right")
+    for colour, row in summary.items():
+        table.add_row(colour, str(row["positions"]), str(row["ahead"]), f"{row['share_ahead']:.0%}",
+                      f"{row['median_cp']:+.1f}")
+    console.print(table)
+    if json_path:
+        data = {"model": meta.name, "nodes": nodes, "summary": summary,
+                "positions": [{"fen": b.fen(), "cp": cp} for b, cp in zip(boards, scores, strict=True)]}
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(data, indent=2) + "\n")
+        console.print(f"wrote {json_path}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add `arena` and `sts` to the `azc` app."""
+    """Add `arena`, `sts` and `value-check` to the `azc` app."""
     app.command("arena")(arena)
     app.command("sts")(sts)
+    app.command("value-check")(value_check)
