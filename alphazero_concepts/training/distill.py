@@ -220,6 +220,9 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
         opt.load_state_dict(state["optimizer"])
         step, wall = int(state["step"]), float(state["wall_time_s"])
         say(f"resumed at step {step}")
+        if state.get("data") not in (None, _data_signature(data)):
+            say(f"the training data changed since step {step} ({state['data']} → {_data_signature(data)}): the "
+                "data order from here on is that of the new data")
     _trim_log(out / LOG_FILE, step)
     stop_at = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
     t0 = time.time() - wall
@@ -230,7 +233,7 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
     def save_state() -> None:
         buf = io.BytesIO()
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "wall_time_s": time.time() - t0}, buf)
+                    "wall_time_s": time.time() - t0, "data": _data_signature(data)}, buf)
         atomic_write_bytes(state_path, buf.getvalue())
 
     def add_checkpoint() -> None:
@@ -272,6 +275,11 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
         if step % config.checkpoint_every == 0 or step in config.checkpoint_steps or step == config.total_steps:
             add_checkpoint()
     return series
+
+
+def _data_signature(data: EngineData) -> str:
+    """The training data a state was saved with: files and sizes (a resume on other data changes the order)."""
+    return f"{len(data)} positions from {', '.join(Path(x).name for x in data.sources)}"
 
 
 def _append_log(path: Path, record: dict) -> None:
