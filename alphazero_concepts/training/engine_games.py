@@ -174,7 +174,8 @@ def make_engine_games(out: str | Path, games: int, config: EngineGamesConfig, *,
         open_engine(stockfish)  # raises EngineMissing with advice
     out.parent.mkdir(parents=True, exist_ok=True)
     repair(out)
-    todo = [i for i in range(games) if i not in finished_games(out)]
+    finished = finished_games(out)
+    todo = [i for i in range(games) if i not in finished]
     done = games - len(todo)
     added = 0
     jobs = [(i, asdict(config), stockfish) for i in todo]
