@@ -29,7 +29,13 @@ from alphazero_concepts.training.engine_data import (
     read_engine_games,
     score_cp,
 )
-from alphazero_concepts.training.engine_games import EngineGamesConfig, EngineMissing, finished_games, make_engine_games
+from alphazero_concepts.training.engine_games import (
+    EngineGamesConfig,
+    EngineMissing,
+    finished_games,
+    make_engine_games,
+    remove_piece,
+)
 from alphazero_concepts.training.gate import gate_decision
 
 TINY = NetConfig(blocks=1, channels=8, value_channels=2, value_hidden=8, wdl=True)
@@ -182,6 +188,40 @@ def test_generator_resumes_after_a_kill(tmp_path: Path) -> None:
     assert any(m != best for m, best in moves) and any(m == best for m, best in moves)
     with pytest.raises(ValueError, match="blunder"):
         EngineGamesConfig(blunder=1.5)
+
+
+def test_remove_piece_takes_one_non_pawn_piece_and_keeps_the_position_legal() -> None:
+    board = chess.Board()
+    for move in ("e4", "e5", "Nf3", "Nc6"):
+        board.push_san(move)
+    for seed in range(40):
+        out = remove_piece(board, random.Random(seed))
+        assert out.is_valid() and not out.move_stack
+        gone = [(t, c) for t in chess.PIECE_TYPES for c in chess.COLORS
+                if len(out.pieces(t, c)) != len(board.pieces(t, c))]
+        assert len(gone) == 1 and gone[0][0] in (chess.QUEEN, chess.ROOK, chess.BISHOP, chess.KNIGHT)
+        assert len(out.pieces(*gone[0])) == len(board.pieces(*gone[0])) - 1
+    kings = chess.Board("4k3/pppppppp/8/8/8/8/PPPPPPPP/4K3 w - - 0 1")
+    assert remove_piece(kings, random.Random(0)).board_fen() == kings.board_fen()  # nothing to take
+
+
+@pytest.mark.skipif(locate_stockfish() is None, reason="Stockfish is not installed (CI installs it)")
+def test_odds_games_start_where_a_piece_was_taken_off(tmp_path: Path) -> None:
+    out = tmp_path / "odds.jsonl.gz"
+    make_engine_games(out, 3, EngineGamesConfig(nodes=30, multipv=1, max_plies=20, random_plies=2, odds=1.0,
+                                                odds_plies=(2, 6)))
+    games = [g for _, g in read_engine_games(out)]
+    assert len(games) == 3
+    for g in games:
+        start = chess.Board(g["start_fen"])
+        assert 2 <= start.ply() <= 6 and start.is_valid()
+        material = sum(len(start.pieces(t, c)) for t in (chess.QUEEN, chess.ROOK, chess.BISHOP, chess.KNIGHT)
+                       for c in chess.COLORS)
+        assert material <= 13  # at least one of the 14 non-pawn, non-king pieces is gone (one taken off)
+    data = load_engine_data([out])  # the reader starts each game's history at its start_fen
+    assert len(data) == sum(len(g["plies"]) for g in games)
+    with pytest.raises(ValueError, match="odds"):
+        EngineGamesConfig(odds=2.0)
 
 
 def _config(tmp_path: Path, **kw) -> kd.DistillConfig:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_SERIES = "teacher"
+HUMAN_SERIES = "human"  # a network trained on human master games only: the human model when Maia is absent
 
 
 def bundled_series(name: str = DEFAULT_SERIES) -> Series:
@@ -43,6 +44,21 @@ def resolve_series(spec: str | Path | None) -> Series:
     if path.is_dir():
         return Series.open(path)
     return bundled_series(str(spec))
+
+
+def human_model_spec(series: Series, teacher: str | None = None) -> str | None:
+    """A network of human play to set beside `series`' checkpoint `teacher` when no Maia weights are present.
+
+    The series' latest human-games-only checkpoint before the teacher (`Series.human_model`) when it has one;
+    for a series trained on machine play only (no "supervised" stage), the bundled `human` series; None when
+    neither exists. Returned as a `load_network` spec.
+    """
+    if any(m.stage == "supervised" for m in series):
+        name = series.human_model(teacher if teacher in series.names else None)
+        return f"{series.directory}:{name}" if name else None
+    if (MODELS_DIR / HUMAN_SERIES / "manifest.json").is_file():
+        return HUMAN_SERIES
+    return None
 
 
 def load_network(spec: str | Path | None = None, device: str | torch.device | None = "cpu"

@@ -158,6 +158,9 @@ def register_data(app: typer.Typer) -> None:
         max_plies: Annotated[int, typer.Option(help="Adjudicate a draw after this many plies")] = 300,
         blunder: Annotated[float, typer.Option(help="Share of plies (after the opening) played by a random legal "
                                                     "move: material imbalances engine play never reaches")] = 0.0,
+        odds: Annotated[float, typer.Option(help="Share of odds games: a queen, rook, bishop or knight of one side "
+                                                 "is taken off between plies 4 and 40, the game recorded from there")
+                        ] = 0.0,
         stockfish: Annotated[str | None, typer.Option(help="Stockfish binary (default: found on PATH)")] = None,
     ) -> None:
         """Stockfish self-play games with every position labelled by the same search (MultiPV scores, WDL);
@@ -168,7 +171,8 @@ def register_data(app: typer.Typer) -> None:
             raise fail("--games and --workers must be ≥ 1")
         _check_engine_games_out(out)
         try:
-            config = EngineGamesConfig(nodes=nodes, multipv=multipv, seed=seed, max_plies=max_plies, blunder=blunder)
+            config = EngineGamesConfig(nodes=nodes, multipv=multipv, seed=seed, max_plies=max_plies, blunder=blunder,
+                                       odds=odds)
         except ValueError as exc:
             raise fail(str(exc)) from exc
         with Progress(TextColumn("[bold]engine games[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

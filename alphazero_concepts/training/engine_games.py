@@ -44,12 +44,20 @@ class EngineGamesConfig:
     # games with blunders reach the material imbalances that engine play never shows (a queen up in the
     # middlegame), which the value head must also judge
     blunder: float = 0.0
+    # share of games played as odds games: at a seeded ply in `odds_plies` one piece (not a king or pawn) of a
+    # seeded side is taken off and the game is recorded from there (`start_fen`, no earlier history). Engine
+    # self-play never shows an opening a queen or a rook down; the value head must still see the material.
+    odds: float = 0.0
+    odds_plies: tuple[int, int] = (4, 40)
 
     def __post_init__(self) -> None:
         if self.nodes < 1 or self.multipv < 1 or self.max_plies < 1:
             raise ValueError("nodes, multipv and max_plies must be ≥ 1")
-        if not 0 <= self.explore <= 1 or not 0 <= self.blunder <= 1:
-            raise ValueError(f"explore and blunder must be in [0, 1], got {self.explore}, {self.blunder}")
+        for name in ("explore", "blunder", "odds"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.odds_plies[0] <= self.odds_plies[1]:
+            raise ValueError(f"odds_plies must be an increasing pair of plies ≥ 0, got {self.odds_plies}")
 
 
 def open_engine(stockfish: str | None = None, hash_mb: int = 32) -> chess.engine.SimpleEngine:
@@ -89,18 +97,53 @@ def choose_move(label: dict, ply: int, rng: random.Random, config: EngineGamesCo
 
 
 def play_game(engine: chess.engine.SimpleEngine, index: int, config: EngineGamesConfig) -> dict:
-    """Engine self-play game `index` from the initial position, every position labelled."""
+    """Engine self-play game `index` from the initial position (or, for an odds game, from the position where a
+    piece was taken off), every recorded position labelled."""
     rng = random.Random(f"{config.seed}-{index}")
     board = chess.Board()
-    plies = []
+    plies: list[dict] = []
+    odds_at = rng.randint(*config.odds_plies) if config.odds and rng.random() < config.odds else None
+    start: chess.Board | None = None
     while not board.is_game_over(claim_draw=True) and board.ply() < config.max_plies:
+        if odds_at is not None and start is None and board.ply() >= odds_at:
+            board, plies = remove_piece(board, rng), []
+            start = board.copy()
+            if board.is_game_over(claim_draw=True):
+                break
         label = label_position(engine, board, config.nodes, config.multipv)
         move = choose_move(label, board.ply(), rng, config)
         if config.blunder and board.ply() >= config.random_plies and rng.random() < config.blunder:
             move = rng.choice(sorted(m.uci() for m in board.legal_moves))
         plies.append({**label, "move": move})
         board.push_uci(move)
-    return _game_record(index, board, plies, config)
+    record = _game_record(index, board, plies, config)
+    if start is not None:
+        record["start_fen"] = start.fen()
+    return record
+
+
+def remove_piece(board: chess.Board, rng: random.Random) -> chess.Board:
+    """`board` without one seeded piece (queen, rook, bishop or knight) of a seeded side, as a bare position.
+
+    The side is drawn first, then the piece type among those it has (queens and rooks twice as likely as minor
+    pieces); a removal that leaves an illegal position (the other side in check) is redrawn, and a board where
+    nothing can be removed comes back unchanged (without its move stack).
+    """
+    out = chess.Board(board.fen())
+    for _ in range(16):
+        colour = rng.random() < 0.5
+        weights = {chess.QUEEN: 2, chess.ROOK: 2, chess.BISHOP: 1, chess.KNIGHT: 1}
+        have = [(t, w) for t, w in weights.items() if out.pieces(t, colour)]
+        if not have:
+            continue
+        kind = rng.choices([t for t, _ in have], weights=[w for _, w in have])[0]
+        square = rng.choice(sorted(out.pieces(kind, colour)))
+        trial = out.copy()
+        trial.remove_piece_at(square)
+        trial.castling_rights = trial.clean_castling_rights()
+        if trial.is_valid():
+            return trial
+    return out
 
 
 def label_moves(engine: chess.engine.SimpleEngine, index: int, start: chess.Board, moves: Iterable[chess.Move],
