@@ -259,6 +259,23 @@ def test_data_order_is_a_pure_function_of_seed_and_step() -> None:
     assert not (kd.batch_rows(rows, 0, 64, seed=2) == a[0]).all()
 
 
+def test_repeat_oversamples_one_file_and_leaves_the_held_out_games_alone(tmp_path: Path) -> None:
+    write_games(tmp_path / "a.jsonl.gz", 10, seed=1)
+    write_games(tmp_path / "b.jsonl.gz", 5, seed=2)
+    games = (str(tmp_path / "a.jsonl.gz"), str(tmp_path / "b.jsonl.gz"))
+    data = load_engine_data(games)
+    assert data.source_rows == [300, 150]
+    once_train, once_held = kd.holdout_rows(data, _config(tmp_path, games=games))
+    train, held = kd.holdout_rows(data, _config(tmp_path, games=games, repeat=(1, 3)))
+    assert np.array_equal(held, once_held)
+    in_b = once_train >= 300
+    assert len(train) == (~in_b).sum() + 3 * in_b.sum()
+    assert np.array_equal(np.unique(train), once_train)
+    assert (np.bincount(train)[once_train[in_b]] == 3).all()
+    with pytest.raises(ValueError, match="repeat"):
+        _config(tmp_path, games=games, repeat=(1,))
+
+
 def test_kill_and_resume_gives_the_same_run(tmp_path: Path) -> None:
     write_games(tmp_path / "g.jsonl.gz", 8)
     straight = kd.train_distill(_config(tmp_path), tmp_path / "straight", max_steps=8)

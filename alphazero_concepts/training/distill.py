@@ -59,6 +59,9 @@ class DistillConfig:
     # (history planes zero): without it the network reads "no history" as "the start of a game" and scores such
     # positions near 0 whatever the material
     history_dropout: float = 0.15
+    # how many times each file's training positions enter an epoch, one number per file of `games` (() = once
+    # each): oversamples a small file of rare positions (odds games) without copying it
+    repeat: tuple[int, ...] = ()
     holdout_every: int = 50
     holdout_positions: int = 8192
     checkpoint_every: int = 2000
@@ -77,11 +80,15 @@ class DistillConfig:
             raise ValueError("distill lr must be > 0, policy_temperature_cp and value_weight ≥ 0")
         if not 0 <= self.history_dropout <= 1:
             raise ValueError(f"distill history_dropout must be in [0, 1], got {self.history_dropout}")
+        if self.repeat and (len(self.repeat) != len(self.games) or min(self.repeat) < 1):
+            raise ValueError(f"distill repeat needs one count ≥ 1 per games file ({len(self.games)}), "
+                             f"got {list(self.repeat)}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["games"] = list(self.games)
         d["checkpoint_steps"] = list(self.checkpoint_steps)
+        d["repeat"] = list(self.repeat)
         return d
 
     @classmethod
@@ -90,6 +97,7 @@ class DistillConfig:
         d["net"] = NetConfig.from_dict(d.get("net", {}))
         d["games"] = tuple(d.get("games", ()))
         d["checkpoint_steps"] = tuple(d.get("checkpoint_steps", ()))
+        d["repeat"] = tuple(d.get("repeat", ()))
         return cls(**d)
 
 
@@ -181,6 +189,12 @@ def evaluate(net: AZNet, data: EngineData, rows: np.ndarray, temperature_cp: flo
 def holdout_rows(data: EngineData, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, evaluation rows): held-out games, evaluated on an evenly spaced sample of their positions."""
     train, held = data.split(config.holdout_every)
+    if config.repeat and any(r != 1 for r in config.repeat):
+        if len(config.repeat) != len(data.source_rows):
+            raise ValueError(f"distill repeat has {len(config.repeat)} counts for {len(data.source_rows)} files")
+        bounds = np.cumsum([0, *data.source_rows])
+        source = np.searchsorted(bounds, train, side="right") - 1
+        train = np.repeat(train, np.asarray(config.repeat, dtype=np.int64)[source])
     if len(held) > config.holdout_positions:
         held = held[np.linspace(0, len(held) - 1, config.holdout_positions).astype(np.int64)]
     return train, held
@@ -220,9 +234,10 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
         opt.load_state_dict(state["optimizer"])
         step, wall = int(state["step"]), float(state["wall_time_s"])
         say(f"resumed at step {step}")
-        if state.get("data") not in (None, _data_signature(data)):
-            say(f"the training data changed since step {step} ({state['data']} → {_data_signature(data)}): the "
-                "data order from here on is that of the new data")
+        signature = _data_signature(data, config)
+        if state.get("data") not in (None, signature):
+            say(f"the training data changed since step {step} ({state['data']} → {signature}): the data order "
+                "from here on is that of the new data")
     _trim_log(out / LOG_FILE, step)
     stop_at = min(config.total_steps, max_steps if max_steps is not None else config.total_steps)
     t0 = time.time() - wall
@@ -233,7 +248,7 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
     def save_state() -> None:
         buf = io.BytesIO()
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "wall_time_s": time.time() - t0, "data": _data_signature(data)}, buf)
+                    "wall_time_s": time.time() - t0, "data": _data_signature(data, config)}, buf)
         atomic_write_bytes(state_path, buf.getvalue())
 
     def add_checkpoint() -> None:
@@ -277,9 +292,10 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
     return series
 
 
-def _data_signature(data: EngineData) -> str:
+def _data_signature(data: EngineData, config: DistillConfig) -> str:
     """The training data a state was saved with: files and sizes (a resume on other data changes the order)."""
-    return f"{len(data)} positions from {', '.join(Path(x).name for x in data.sources)}"
+    text = f"{len(data)} positions from {', '.join(Path(x).name for x in data.sources)}"
+    return text if not config.repeat or set(config.repeat) == {1} else f"{text}, repeated {list(config.repeat)}"
 
 
 def _append_log(path: Path, record: dict) -> None:

@@ -199,6 +199,7 @@ class EngineData:
     wdl: np.ndarray
     sources: list[str] = field(default_factory=list)
     skipped: int = 0
+    source_rows: list[int] = field(default_factory=list)  # positions of each source, in order (rows are contiguous)
 
     def __len__(self) -> int:
         return len(self.first)
@@ -324,6 +325,7 @@ def load_engine_data(paths: Sequence[str | Path], cache_dir: Path | None = None,
         wdl=np.concatenate([p["wdl"] for p in parts]),
         sources=[str(p) for p in paths],
         skipped=int(sum(int(p["skipped"]) for p in parts)),
+        source_rows=[len(p["first"]) for p in parts],
     )
 
 
