@@ -54,7 +54,7 @@ def _azc(
 
 def _atomic_jsonl(path: Path, records) -> None:  # type: ignore[no-untyped-def]
     """Write JSON lines all at once via a temporary file (a killed command leaves no half-written file)."""
-    from alphazero_concepts.nn.checkpoints import atomic_write_bytes
+    from alphazero_concepts.core.files import atomic_write_bytes
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, "".join(json.dumps(r, default=str) + "\n" for r in records).encode(), fsync=False)
@@ -249,7 +249,8 @@ def roots(
     """Positions where the teacher and a weaker checkpoint choose different moves (each with why)."""
     from alphazero_concepts.nn.checkpoints import CheckpointError
     from alphazero_concepts.nn.loading import resolve_series
-    from alphazero_concepts.search.roots import RootConfig, find_roots
+    from alphazero_concepts.search.roots import RootConfig
+    from alphazero_concepts.stages.roots import earlier_checkpoint, root_records
 
     output_file(out)
     teacher, meta = _load(model, device)
@@ -258,17 +259,15 @@ def roots(
             series = resolve_series(model if model and Path(model).is_dir() else None)
         except CheckpointError as exc:
             raise _fail(f"{exc}; give --weaker (the root-selection model)") from exc
-        names = series.names
-        strongest = series.strongest()
-        earlier = names[: names.index(strongest)] or names[:1]
-        weaker = f"{series.directory}:{earlier[-1]}"
+        strongest = series.strongest()  # the first checkpoint when the strongest has none before it
+        weaker = earlier_checkpoint(series, strongest) or f"{series.directory}:{series.names[0]}"
     weak_net, weak_meta = _load(weaker, device)
-    found = find_roots(teacher, weak_net, RootConfig(games=games, max_roots=max_roots, seed=seed))
-    if not found:
+    records = root_records(teacher, meta, weak_net, weak_meta, RootConfig(games=games, max_roots=max_roots, seed=seed))
+    if not records:
         raise _fail(f"no roots: {meta.name} and {weak_meta.name} chose the same move everywhere in {games} games "
                     f"(more --games, or another --weaker); {out} not written")
-    _atomic_jsonl(out, [{**root.to_dict(), "teacher": meta.name, "weaker": weak_meta.name} for root in found])
-    console.print(f"{len(found)} roots from {games} games ({meta.name} vs {weak_meta.name}) → {out}")
+    _atomic_jsonl(out, records)
+    console.print(f"{len(records)} roots from {games} games ({meta.name} vs {weak_meta.name}) → {out}")
 
 
 @app.command()
@@ -283,16 +282,14 @@ def rollouts(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Chosen and sub-par lines from every root (FEN + SAN + values + visits, readable by a person)."""
-    from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
     from alphazero_concepts.search.rollouts import RolloutConfig
-    from alphazero_concepts.search.rollouts import rollouts as run_rollouts
+    from alphazero_concepts.stages.rollouts import run_rollouts
 
     output_file(out)
     boards = read_records(roots_file, root_board, "roots")[:limit]
     config = RolloutConfig(length=length, max_subpar=subpar, simulations=sims)
     net, _ = _load(model, device)
-    results = run_rollouts(MCTS(NetEvaluator(net), MCTSConfig(simulations=sims)), boards, config)
-    _atomic_jsonl(out, [result.to_dict() for result in results])
+    results = run_rollouts(net, boards, config, out)  # every root in one search (the pipeline: chunks of 8)
     n_lines = sum(len(r.subpar) for r in results)
     console.print(f"{len(results)} roots, {n_lines} sub-par lines → {out}")
 
@@ -307,13 +304,8 @@ def mine(
     device: DeviceOpt = "cpu",
 ) -> None:
     """Dynamic concepts: one sparse vector per root where the chosen line beats every sub-par line."""
-    import io
-
-    import numpy as np
-
-    from alphazero_concepts.concepts.activations import latents
-    from alphazero_concepts.concepts.mining import MiningError, mine_dynamic
-    from alphazero_concepts.nn.checkpoints import atomic_write_bytes
+    from alphazero_concepts.concepts.conceptset import ConceptSet
+    from alphazero_concepts.stages.mine import mine_roots
 
     if player not in ("one", "both"):
         raise _fail(f"--player must be 'one' or 'both', got {player!r}")
@@ -322,31 +314,12 @@ def mine(
     net, meta = _load(model, device)
     if layer not in net.layer_names:
         raise _fail(f"unknown layer {layer!r}; the network has: {', '.join(net.layer_names)}")
-    records, vectors = [], {}
     with _progress("mine") as progress:
         task = progress.add_task("mine", total=len(items))
-        for k, rollout in enumerate(items):
-            progress.update(task, completed=k)
-            cid = f"{layer}/root{rollout.root_index:05d}"
-            if not rollout.subpar:
-                records.append({"id": cid, "layer": layer, "root": rollout.root_index, "status": "no sub-par lines"})
-                continue
-            z = [latents(net, rollout.boards(line), layer) for line in [rollout.chosen, *rollout.subpar]]
-            try:
-                sol = mine_dynamic(z[0], z[1:], [ln.branch for ln in rollout.subpar], player=player)
-            except MiningError as exc:
-                records.append({"id": cid, "layer": layer, "root": rollout.root_index, "status": f"refused: {exc}"})
-                continue
-            vectors[cid] = sol.vector.astype(np.float32)
-            records.append({"id": cid, "layer": layer, "root": rollout.root_index, "root_fen":
-                            rollout.chosen.steps[0].fen, "model": meta.name,
-                            "model_sha256": meta.extra.get("sha256"), **sol.to_record()})
-        progress.update(task, completed=len(items))
-    out.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **vectors)
-    atomic_write_bytes(out / "vectors.npz", buf.getvalue())
-    _atomic_jsonl(out / "concepts.jsonl", records)
+        records, vectors = mine_roots(net, items, [layer], player=player, model=meta.name,
+                                      model_sha256=meta.extra.get("sha256"),
+                                      progress=lambda done, total: progress.update(task, completed=done))
+    ConceptSet.save(out, records, vectors)
     console.print(f"{len(vectors)} concepts from {len(items)} roots at {layer} → {out}")
 
 
@@ -419,6 +392,9 @@ def train_distill_cmd(
                               "engine's best move only [40]")] = None,
     history_dropout: Annotated[float | None, typer.Option(help="Share of positions shown without history, as "
                                                                  "from a bare FEN [0.15]")] = None,
+    repeat: Annotated[list[int] | None, typer.Option(
+        "--repeat", help="Times each --games file's positions enter an epoch, one per file in order (oversample "
+                         "a small file of rare positions) [1 each]")] = None,
     blocks: Annotated[int | None, typer.Option(help="Residual blocks of a new series [6]")] = None,
     channels: Annotated[int | None, typer.Option(help="Channels of a new series [64]")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help="Add a series checkpoint every N steps [2000]")] = None,
@@ -443,7 +419,7 @@ def train_distill_cmd(
                                         (("blocks", blocks), ("channels", channels)) if v is not None}})
         config = config_of(out, [str(p) for p in games], total_steps=steps, batch_size=batch_size, lr=lr,
                            policy_temperature_cp=temperature, checkpoint_every=checkpoint_every, seed=seed,
-                           history_dropout=history_dropout,
+                           history_dropout=history_dropout, repeat=tuple(repeat) if repeat else None,
                            threads=threads, device=device, net=net)
     except (ValueError, TypeError) as exc:
         raise _fail(str(exc)) from exc
@@ -479,7 +455,8 @@ def _pipeline(config, out: Path, from_stage: str | None, until: str | None = Non
     from alphazero_concepts.chess.positions import InputError
     from alphazero_concepts.filters.stages import StageError
     from alphazero_concepts.nn.checkpoints import CheckpointError
-    from alphazero_concepts.pipeline import STAGES, PipelineError, run_pipeline, run_summary
+    from alphazero_concepts.pipeline import STAGES, run_pipeline, run_summary
+    from alphazero_concepts.stages.config import PipelineError
 
     start = time.time()
     with Progress(TextColumn("[bold]{task.description:<12}[/bold]"), BarColumn(),
@@ -535,7 +512,8 @@ def run_cmd(
                                               "concepts before the filters)")] = None,
 ) -> None:
     """The whole method over one run directory: finished stages are skipped, a stopped run resumes."""
-    from alphazero_concepts.pipeline import STAGES, PipelineError, load_config
+    from alphazero_concepts.pipeline import STAGES
+    from alphazero_concepts.stages.config import PipelineError, load_config
 
     for option, stage in (("--from", from_stage), ("--until", until)):
         if stage is not None and stage not in STAGES:
@@ -562,7 +540,8 @@ def quickstart(
     """
     import dataclasses
 
-    from alphazero_concepts.pipeline import STAGES, PipelineConfig
+    from alphazero_concepts.pipeline import STAGES
+    from alphazero_concepts.stages.config import PipelineConfig
 
     if from_stage is not None and from_stage not in STAGES:
         raise _fail(f"--from {from_stage!r}: not a stage (stages: {', '.join(STAGES)})")

@@ -24,6 +24,8 @@ from rich.console import Console
 from rich.markup import escape
 from typer.exceptions import TyperException
 
+from alphazero_concepts.core.rundir import CONCEPTS, RunDir
+
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -131,10 +133,8 @@ def run_dir(path: Path, option: str = "--run") -> Path:
         raise fail(f"{option} {path}: no such directory (expected {expected})")
     if not path.is_dir():
         raise fail(f"{option} {path}: not a directory (expected {expected})")
-    for jsonl in [path / "concepts.jsonl", path / "concepts" / "concepts.jsonl",
-                  *sorted((path / "concepts").glob("*/concepts.jsonl"))]:
-        if jsonl.is_file():
-            utf8_file(jsonl)
+    for directory in RunDir(path).concept_dirs():
+        utf8_file(directory / CONCEPTS)
     return path
 
 

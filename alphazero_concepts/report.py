@@ -22,13 +22,36 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import chess
 import chess.svg
 import numpy as np
+
+from alphazero_concepts.core.rundir import (
+    ACTIVATIONS,
+    CONTROLS_FIGURE,
+    FIGURES,
+    FUNNEL,
+    FUNNEL_FIGURE,
+    KEPT,
+    LINES,
+    NOVELTY,
+    NOVELTY_BASIS,
+    NOVELTY_SPECTRUM,
+    PROTOTYPES,
+    PUZZLES,
+    PUZZLES_DIR,
+    PUZZLES_SUMMARY,
+    REPORT,
+    ROLLOUTS,
+    STAGES_DIR,
+    STATIC_CONCEPTS,
+    TEACHABILITY,
+    RunDir,
+)
 
 SECTIONS = ("model", "static", "spectra", "scores", "funnel", "concepts", "puzzles", "probing", "run")
 TITLES = {"model": "Model and Elo ladder", "static": "Static concepts: accuracy per layer",
@@ -58,6 +81,13 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return "(not written)"
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -136,7 +166,7 @@ def _model_section(run: Path, meta, series) -> str:
         parts.append(_table(["checkpoint", "Stockfish UCI_Elo", "games", "score"],
                             [[r.get("checkpoint"), r.get("uci_elo"), r.get("games"), _fmt(r.get("score"))]
                              for r in ladder["vs_stockfish"]]))
-    fig = run / "figures" / "elo_ladder.png"
+    fig = run / FIGURES / "elo_ladder.png"
     plt = _figure(fig)
     f, ax = plt.subplots(figsize=(6, 3))
     elos = [c.get("elo") or 0.0 for c in cps]
@@ -165,7 +195,7 @@ def _normalise_static(result: dict) -> dict:
 
 def static_accuracy(run: Path, config, net, log: Log) -> dict:
     """Static-concept accuracy per layer: from `report.validation_json` if given, else a small mining check."""
-    cache = run / "static_concepts.json"
+    cache = run / STATIC_CONCEPTS
     rc = config.report
     if rc.validation_json:
         data = _read_json(Path(rc.validation_json))
@@ -182,7 +212,7 @@ def static_accuracy(run: Path, config, net, log: Log) -> dict:
         result = {**_normalise_static(piece_concepts(net, ValidationConfig(
             positions=rc.static_positions, layers=layers, pairs=rc.static_pairs, seed=config.run.seed))),
             "source": f"computed here: {rc.static_positions} positions, {rc.static_pairs} pairs"}
-    from alphazero_concepts.nn.checkpoints import atomic_write_bytes
+    from alphazero_concepts.core.files import atomic_write_bytes
 
     atomic_write_bytes(cache, (json.dumps(result, indent=2, default=str) + "\n").encode())
     return result
@@ -194,7 +224,7 @@ def _static_section(run: Path, result: dict) -> str:
         return _empty("No static concept was measured.")
     rows = [[name, layer, _fmt(r.get("test_pair_accuracy")), f"{r.get('nonzeros', '–')} / {r.get('dim', '–')}",
              r.get("status", "–")] for name, layers in concepts.items() for layer, r in layers.items()]
-    fig = run / "figures" / "static_accuracy.png"
+    fig = run / FIGURES / "static_accuracy.png"
     plt = _figure(fig)
     f, ax = plt.subplots(figsize=(7, 3.2))
     layer_names = list(next(iter(concepts.values())))
@@ -218,7 +248,7 @@ def _static_section(run: Path, result: dict) -> str:
 
 
 def _spectra_section(run: Path) -> str:
-    ranks = _read_json(run / "novelty_basis" / "ranks.json")
+    ranks = _read_json(run / NOVELTY_BASIS / "ranks.json")
     if not ranks or not ranks.get("layers"):
         return _empty("No novelty bases were built (the novelty stage did not run).")
     rows = [[layer, f"{r.get('dim', 0):,}", r.get("n"), f"{r.get('rank_human', 0):,}",
@@ -230,14 +260,14 @@ def _spectra_section(run: Path) -> str:
     return ("<p>Right singular vectors of the stacked latents of equal-size human (master games) and machine "
             "(teacher self-play) samples; numerical rank per layer. With n ≤ d both ranks are capped at n.</p>"
             + _table(["layer", "d", "n per side", "rank human", "rank machine"], rows)
-            + _png_tag(run / "figures" / "novelty_spectrum.png", "spectra"))
+            + _png_tag(run / FIGURES / NOVELTY_SPECTRUM, "spectra"))
 
 
 def _scores_section(run: Path) -> str:
     from alphazero_concepts.filters.rundir import read_results
 
-    teach = read_results(run / "teachability.jsonl")
-    nov = read_results(run / "novelty.jsonl")
+    teach = read_results(run / TEACHABILITY)
+    nov = read_results(run / NOVELTY)
     if not teach and not nov:
         return _empty("No concept was scored by either filter (no solved concept, or the filters did not run).")
     ids = sorted(set(teach) | set(nov))
@@ -252,7 +282,7 @@ def _scores_section(run: Path) -> str:
     statuses: dict[str, int] = {}
     for t in teach.values():
         statuses[t.get("status", "?")] = statuses.get(t.get("status", "?"), 0) + 1
-    fig = run / "figures" / "scores.png"
+    fig = run / FIGURES / "scores.png"
     plt = _figure(fig)
     f, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     ok = [(cid, t) for cid, t in teach.items() if t.get("status") == "ok"]
@@ -287,7 +317,7 @@ def _scores_section(run: Path) -> str:
 
 
 def _funnel_section(run: Path) -> str:
-    funnel = _read_json(run / "funnel.json")
+    funnel = _read_json(run / FUNNEL)
     if not funnel:
         return _empty("No funnel: the filter stages did not run.")
     stages = funnel["stages"]
@@ -306,9 +336,9 @@ def _funnel_section(run: Path) -> str:
                       "the teachability filter to keep anything.")
     return (_table(["layer", *stages, "kept, beating every control", "already known"], rows) + note
             + _table(["share failing", "this run", "paper"], share_rows)
-            + _png_tag(run / "figures" / "funnel.png", "funnel")
-            + (_png_tag(run / "figures" / "controls.png", "concepts against random-vector controls")
-               if (run / "figures" / "controls.png").is_file() else ""))
+            + _png_tag(run / FIGURES / FUNNEL_FIGURE, "funnel")
+            + (_png_tag(run / FIGURES / CONTROLS_FIGURE, "concepts against random-vector controls")
+               if (run / FIGURES / CONTROLS_FIGURE).is_file() else ""))
 
 
 def _line_scores(store, lines: dict, root: int, layer: str, v: np.ndarray) -> tuple[np.ndarray, list[tuple]]:
@@ -338,8 +368,8 @@ def _pv_lines(net, boards: list[chess.Board], sims: int) -> list[list[chess.Move
 
 
 def _concepts_section(run: Path, config, net) -> str:
-    protos = _read_jsonl(run / "prototypes.jsonl")
-    kept = _read_json(run / "kept.json") or {}
+    protos = _read_jsonl(run / PROTOTYPES)
+    kept = _read_json(run / KEPT) or {}
     rule = kept.get("kept_rule", config.filters.kept_rule)
     rule_text = {"funnel": "teachable and novel (the paper's rule)",
                  "specific": "teachable and novel, and teaching more than every random-vector control at the "
@@ -351,20 +381,20 @@ def _concepts_section(run: Path, config, net) -> str:
         return head + _empty("No concept was kept: the funnel above shows where the candidates stopped. "
                              "No concept cards, no puzzles.")
     from alphazero_concepts.concepts.activations import ActivationStore
-    from alphazero_concepts.filters.rundir import load_concepts
+    from alphazero_concepts.concepts.conceptset import ConceptSet
     from alphazero_concepts.search.rollouts import Rollout
 
     rc = config.report
-    concepts = {c.id: c for c in load_concepts(run)}
-    book = _read_json(run / "puzzles" / "puzzles.json") or {}
+    concepts = {c.id: c for c in ConceptSet.load(run)}
+    book = _read_json(run / PUZZLES_DIR / PUZZLES) or {}
     puzzles_by: dict[str, list[dict]] = {}
     for p in book.get("puzzles", []):
         puzzles_by.setdefault(p["concept"], []).append(p)
-    rollouts = {r["root_index"]: Rollout.from_dict(r) for r in _read_jsonl(run / "rollouts.jsonl")}
+    rollouts = {r["root_index"]: Rollout.from_dict(r) for r in _read_jsonl(run / ROLLOUTS)}
     store = lines = None
-    if (run / "activations" / "lines.json").is_file():
-        store = ActivationStore(run / "activations")
-        lines = _read_json(run / "activations" / "lines.json")
+    if (run / ACTIVATIONS / LINES).is_file():
+        store = ActivationStore(run / ACTIVATIONS)
+        lines = _read_json(run / ACTIVATIONS / LINES)
     cards = []
     shown = protos[: rc.max_cards]
     boards_all = [[_board_of(p) for p in rec["positions"][: rc.boards_per_card]] for rec in shown]
@@ -404,7 +434,7 @@ def _concepts_section(run: Path, config, net) -> str:
                                                      "(RUN/puzzles/report.json says why)."))
         if store is not None and c is not None and c.vector is not None and root is not None:
             chosen, subs = _line_scores(store, lines, root, c.layer, c.vector)
-            fig = run / "figures" / f"concept_{safe}.png"
+            fig = run / FIGURES / f"concept_{safe}.png"
             plt = _figure(fig)
             f, ax = plt.subplots(figsize=(5.5, 3))
             ax.plot(range(len(chosen)), chosen, "o-", color="#37a", lw=2, label="chosen line")
@@ -435,7 +465,7 @@ def _board_of(pos: dict) -> chess.Board:
 
 
 def _puzzles_section(run: Path) -> str:
-    summary = _read_json(run / "puzzles" / "summary.json")
+    summary = _read_json(run / PUZZLES_DIR / PUZZLES_SUMMARY)
     if not summary:
         return _empty("The puzzle stage did not run.")
     if not summary.get("puzzles"):
@@ -448,21 +478,21 @@ def _puzzles_section(run: Path) -> str:
             f"Stockfish cross-check: {'yes' if summary.get('engine') else 'no'}.</p><ul>{files}</ul>")
 
 
-def _run_section(run: Path, config) -> str:
-    from alphazero_concepts.pipeline import STAGES, config_toml
-
+def _run_section(run: Path, stages: Sequence[str]) -> str:
+    """Each stage's time and hash (its done-marker) and the run's config.toml, as the pipeline wrote them."""
     rows = []
-    for stage in STAGES:
-        m = _read_json(run / "stages" / f"{stage}.json")
+    for stage in stages:
+        m = _read_json(run / STAGES_DIR / f"{stage}.json")
         rows.append([stage, _fmt(m.get("seconds"), ".1f") if m else "running", (m or {}).get("hash", "–")])
     return (_table(["stage", "seconds", "hash"], rows)
-            + f"<details><summary>config.toml</summary><pre>{_esc(config_toml(config))}</pre></details>")
+            + f"<details><summary>config.toml</summary><pre>{_esc(_read_text(RunDir(run).config))}</pre></details>")
 
 
-def write_report(run: str | Path, config, net, meta, *, series=None, log: Log = print) -> Path:
-    """Write RUN/report.html (and the figures) from whatever the run directory holds."""
+def write_report(run: str | Path, config, net, meta, *, stages: Sequence[str], series=None, log: Log = print
+                 ) -> Path:
+    """Write RUN/report.html (and the figures) from whatever the run directory holds (`stages`: in run order)."""
     run = Path(run)
-    (run / "figures").mkdir(parents=True, exist_ok=True)
+    (run / FIGURES).mkdir(parents=True, exist_ok=True)
     body = {
         "model": _model_section(run, meta, series),
         "static": _static_section(run, static_accuracy(run, config, net, log)),
@@ -475,7 +505,7 @@ def write_report(run: str | Path, config, net, meta, *, series=None, log: Log = 
                    "<code>notebooks/03_probes.ipynb</code> and <code>alphazero_concepts/probing/</code>.</p>",
         "run": "",
     }
-    body["run"] = _run_section(run, config)
+    body["run"] = _run_section(run, stages)
     toc = "".join(f'<li><a href="#{s}">{_esc(TITLES[s])}</a></li>' for s in SECTIONS)
     sections = "".join(f'<section id="{s}"><h2>{_esc(TITLES[s])}</h2>{body[s]}</section>' for s in SECTIONS)
     page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_esc(config.report.title)}"
@@ -483,6 +513,6 @@ def write_report(run: str | Path, config, net, meta, *, series=None, log: Log = 
             f"<p>Run directory <code>{_esc(run.resolve())}</code>.</p><ul>{toc}</ul>{sections}</body></html>\n")
     from alphazero_concepts.puzzles.export import write_text  # atomic, and readable like a normal file
 
-    path = run / "report.html"
+    path = run / REPORT
     write_text(path, page)
     return path

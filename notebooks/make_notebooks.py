@@ -95,7 +95,7 @@ if v is not None:
     new_markdown_cell("## Prototypes: the positions that score highest on the concept"),
     new_code_cell("""\
 from IPython.display import SVG, display
-from alphazero_concepts.filters.samples import human_sample, layer_latents
+from alphazero_concepts.concepts.samples import human_sample, layer_latents
 from alphazero_concepts.filters.validation import bundled_human_games
 
 sample = human_sample(bundled_human_games(), 300, seed=0)
@@ -116,7 +116,7 @@ earlier checkpoint learn it from its prototypes?), METHOD.md §3–4, on small s
     new_code_cell(SETUP),
     new_code_cell("""\
 from alphazero_concepts.filters.novelty import NoveltyConfig, build_basis, spectrum_figure
-from alphazero_concepts.filters.samples import SelfPlayConfig, human_sample, layer_latents, selfplay_sample
+from alphazero_concepts.concepts.samples import SelfPlayConfig, human_sample, layer_latents, selfplay_sample
 from alphazero_concepts.filters.validation import bundled_human_games
 from alphazero_concepts.nn.loading import bundled_series, load_network
 
@@ -174,13 +174,13 @@ above."""),
 import json
 
 from alphazero_concepts.filters.funnel import PAPER, funnel, funnel_figure
-from alphazero_concepts.filters.rundir import ConceptEntry
+from alphazero_concepts.concepts.conceptset import Concept
 
 run = Path("../runs/quickstart")
 if (run / "funnel.json").is_file():
     result_f = json.loads((run / "funnel.json").read_text())
 else:
-    entry = ConceptEntry("block5/planted", "block5", {}, machine_only.astype(np.float32))
+    entry = Concept("block5/planted", "block5", {}, machine_only.astype(np.float32))
     result_f = funnel([entry], {entry.id: result.to_record()},
                       {entry.id: {"id": entry.id, **basis.score(machine_only.astype(np.float32)).to_record()}},
                       roots=1)

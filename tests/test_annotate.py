@@ -19,16 +19,22 @@ from typer.testing import CliRunner
 
 from alphazero_concepts.chess.positions import GameRecord, InputError, ReadReport, read_pgn_games
 from alphazero_concepts.concepts.activations import latents
+from alphazero_concepts.concepts.conceptset import Concept, ConceptSet
 from alphazero_concepts.nn.checkpoints import CheckpointMeta, save_checkpoint
 from alphazero_concepts.nn.network import AZNet, NetConfig
 from alphazero_concepts.play.annotate import AnnotateConfig, GameAnnotation, annotate_game, annotate_pgn
 from alphazero_concepts.play.commands import register
-from alphazero_concepts.play.concept_scores import MinedConcept, check_concepts, load_concepts
+from alphazero_concepts.play.concept_scores import check_concepts
 from alphazero_concepts.play.uci import UciEngine
 
 TINY = NetConfig(blocks=1, channels=8, value_channels=2, value_hidden=8)
 LAYER = "block0"
 IDS = [f"{LAYER}/root0000{i}" for i in range(3)]
+
+
+def load_concepts(run: Path, ids: list[str] | None = None) -> list[Concept]:
+    """The solved concepts of a run, as annotation and the UCI engine read them (ConceptSet, solved_only)."""
+    return list(ConceptSet.load(run, solved_only=True, ids=ids))
 
 
 def tiny_net(seed: int = 0) -> AZNet:
@@ -105,9 +111,9 @@ def test_load_concepts(run_dir: Path, net: AZNet, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"concepts.jsonl:2: invalid JSON"):
         load_concepts(bad)
     with pytest.raises(ValueError, match="512 units"):
-        check_concepts(net, [MinedConcept("a", LAYER, np.zeros(3, np.float32), {})])
+        check_concepts(net, [Concept("a", LAYER, {}, np.zeros(3, np.float32))])
     with pytest.raises(ValueError, match="not in this network"):
-        check_concepts(net, [MinedConcept("a", "block7", np.zeros(512, np.float32), {})])
+        check_concepts(net, [Concept("a", "block7", {}, np.zeros(512, np.float32))])
 
 
 @pytest.mark.unit

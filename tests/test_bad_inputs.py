@@ -203,7 +203,7 @@ class Fx:
 
 @pytest.fixture(scope="module")
 def fx(tmp_path_factory: pytest.TempPathFactory) -> Fx:
-    from alphazero_concepts.study.puzzleset import parse_puzzle_set
+    from alphazero_concepts.core.puzzleset import parse_puzzle_set
     from alphazero_concepts.study.store import Store
 
     root = tmp_path_factory.mktemp("good")
@@ -405,6 +405,15 @@ TABLE: dict[tuple[str, ...], list[Files | Value]] = {
               "is a directory"),
     ],
     ("study", "stats"): [Files("db", lambda bad, fx, d: ["--study", "1", "--db", bad])],
+    ("study", "pilot"): [
+        Files("puzzles", lambda bad, fx, d: ["--set", bad, "--db", str(d / "p.sqlite"), "--no-sts"]),
+        Files("db", lambda bad, fx, d: ["--study", "1", "--db", bad]),
+        Value("--students maia-1234", lambda fx, d: ["--set", str(fx.files["puzzles"]), "--students", "maia-1234",
+                                                     "--db", str(d / "p.sqlite"), "--no-sts"], "maia-1234"),
+        Value("--nodes -1", lambda fx, d: ["--set", str(fx.files["puzzles"]), "--nodes", "-1"], "--nodes"),
+        Value("--json is a directory", lambda fx, d: ["--set", str(fx.files["puzzles"]), "--json", str(d)],
+              "is a directory"),
+    ],
     ("study", "demo-set"): [
         Value("--out is a directory", lambda fx, d: ["--out", str(d)], "is a directory"),
         Value("--concepts 0", lambda fx, d: ["--out", str(d / "p.json"), "--concepts", "0"], "--concepts"),
@@ -636,7 +645,7 @@ def test_internal_errors_are_one_line_with_exit_1(monkeypatch: pytest.MonkeyPatc
     ("# nothing but a comment\n", "no settings"),
 ])
 def test_config_values_are_checked_when_loaded(tmp_path: Path, text: str, expect: str) -> None:
-    from alphazero_concepts.pipeline import PipelineError, load_config
+    from alphazero_concepts.stages.config import PipelineError, load_config
 
     path = tmp_path / "config.toml"
     path.write_text(text)

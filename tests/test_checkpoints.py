@@ -13,7 +13,7 @@ import torch
 
 from alphazero_concepts import __version__
 from alphazero_concepts.chess.encoding import encode
-from alphazero_concepts.nn import checkpoints
+from alphazero_concepts.core import files
 from alphazero_concepts.nn.checkpoints import (
     FORMAT_VERSION,
     MANIFEST,
@@ -125,10 +125,10 @@ def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path: P
     def failing_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoints.os, "replace", failing_replace)
+    monkeypatch.setattr(files.os, "replace", failing_replace)  # atomic writes live in core/files.py
     with pytest.raises(OSError, match="disk full"):
         atomic_write_bytes(target, b"new contents")
-    monkeypatch.setattr(checkpoints.os, "replace", os.replace)
+    monkeypatch.setattr(files.os, "replace", os.replace)
     assert target.read_bytes() == b"old contents"
     assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]
 

@@ -16,6 +16,14 @@ import torch
 import typer
 from typer.testing import CliRunner
 
+from alphazero_concepts.concepts.conceptset import ConceptSet
+from alphazero_concepts.concepts.samples import (
+    PositionSample,
+    SelfPlayConfig,
+    layer_latents,
+    positions_sample,
+    selfplay_sample,
+)
 from alphazero_concepts.filters.commands import register
 from alphazero_concepts.filters.funnel import funnel
 from alphazero_concepts.filters.novelty import (
@@ -26,14 +34,7 @@ from alphazero_concepts.filters.novelty import (
     novelty_scores,
     right_singular_basis,
 )
-from alphazero_concepts.filters.rundir import ResultLog, load_concepts, read_results
-from alphazero_concepts.filters.samples import (
-    PositionSample,
-    SelfPlayConfig,
-    layer_latents,
-    positions_sample,
-    selfplay_sample,
-)
+from alphazero_concepts.filters.rundir import ResultLog, read_results
 from alphazero_concepts.filters.stages import funnel_stage, novelty_stage, series_students, teachability_stage
 from alphazero_concepts.filters.teachability import (
     ALREADY_KNOWN,
@@ -460,7 +461,7 @@ def test_novelty_stage_order_and_funnel_counts(tmp_path: Path, student) -> None:
     # the other order: novelty scores every solved concept, then the funnel reads novel → teachable
     independent = novelty_stage(run, order="independent", log=lambda _: None)
     assert independent["candidates"] == 3 and independent["scored_now"] == 1
-    other = funnel(load_concepts(run), read_results(run / "teachability.jsonl"), read_results(run / "novelty.jsonl"),
+    other = funnel(ConceptSet.load(run), read_results(run / "teachability.jsonl"), read_results(run / "novelty.jsonl"),
                    roots=5, order="novelty-first")
     assert other["stages"][3:5] == ["novel", "teachable"]
     assert other["total"]["kept"] == total["kept"]  # both filters passed either way
@@ -518,8 +519,8 @@ def test_cli_novelty_basis_filter_and_funnel(tmp_path: Path, small_pgn: Path, sa
 
 @pytest.mark.unit
 def test_kept_concepts_beating_controls_are_counted_per_layer(tmp_path: Path) -> None:
+    from alphazero_concepts.concepts.conceptset import Concept
     from alphazero_concepts.filters.funnel import beats_controls, control_ceilings, controls_figure
-    from alphazero_concepts.filters.rundir import ConceptEntry
 
     def teach(cid: str, layer: str, lift: float | None, lo: float | None, kind: str = "concept") -> dict:
         return {"id": cid, "layer": layer, "kind": kind, "lift": lift, "kept": lo is not None and lo > 0.05,
@@ -536,7 +537,7 @@ def test_kept_concepts_beating_controls_are_counted_per_layer(tmp_path: Path) ->
     ceilings = control_ceilings(teachability)
     assert [beats_controls(teachability[k], ceilings) for k in ("a1", "a2", "b1", "c1")] == [True, False, False,
                                                                                            False]
-    concepts = [ConceptEntry(k, k[0], {}, np.ones(3)) for k in ("a1", "a2", "b1", "c1")]
+    concepts = [Concept(k, k[0], {}, np.ones(3)) for k in ("a1", "a2", "b1", "c1")]
     novelty = {k: {"novel": True} for k in ("a1", "a2", "b1", "c1")}
     result = funnel(concepts, teachability, novelty, roots=4)
     assert result["total"]["kept"] == 4 and result["total"]["kept_beating_controls"] == 1

@@ -201,7 +201,7 @@ def test_jsonl_readers(scratch: Path, data: bytes) -> None:
 @given(concepts=st.one_of(texts(JSON_FRAGMENTS, 30), st.binary(max_size=400)),
        vectors=st.one_of(st.just(None), st.binary(max_size=64)))
 def test_concept_run_reader(scratch: Path, concepts: bytes, vectors: bytes | None) -> None:
-    from alphazero_concepts.filters.rundir import load_concepts
+    from alphazero_concepts.concepts.conceptset import ConceptSet
 
     run = scratch / "run"
     run.mkdir(exist_ok=True)
@@ -212,7 +212,7 @@ def test_concept_run_reader(scratch: Path, concepts: bytes, vectors: bytes | Non
     else:
         npz.write_bytes(vectors)
     report = ReadReport(str(run))
-    entries = load_concepts(run, report)
+    entries = ConceptSet.load(run, report=report)
     assert len(entries) == report.read
 
 
@@ -230,7 +230,7 @@ TOML_FRAGMENTS = ["[run]\n", "[roots]\n", "[rollouts]\n", "[mine]\n", "[teachabi
 @FUZZ
 @given(data=inputs(TOML_FRAGMENTS))
 def test_pipeline_config_reader(scratch: Path, data: bytes) -> None:
-    from alphazero_concepts.pipeline import PipelineConfig, PipelineError, load_config
+    from alphazero_concepts.stages.config import PipelineConfig, PipelineError, load_config
 
     path = _write(scratch, "c.toml", data)
     try:
@@ -273,8 +273,8 @@ def book_inputs(draw: st.DrawFn) -> bytes:
 @FUZZ
 @given(data=st.one_of(book_inputs(), inputs(JSON_FRAGMENTS)))
 def test_puzzle_book_reader(scratch: Path, data: bytes) -> None:
+    from alphazero_concepts.core.puzzleset import PuzzleSetError
     from alphazero_concepts.puzzles.book import load_book
-    from alphazero_concepts.study.puzzleset import PuzzleSetError
 
     path = _write(scratch, "p.json", data)
     try:

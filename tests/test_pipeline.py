@@ -18,8 +18,15 @@ from alphazero_concepts.nn.checkpoints import CheckpointMeta, Series
 from alphazero_concepts.nn.network import AZNet, NetConfig
 from alphazero_concepts.pipeline import (
     ARTIFACTS,
-    PIPELINE_ORDERS,
     STAGES,
+    run_pipeline,
+    run_summary,
+    stage_artifacts,
+    stage_status,
+)
+from alphazero_concepts.report import SECTIONS
+from alphazero_concepts.stages.config import (
+    PIPELINE_ORDERS,
     MineStage,
     PipelineConfig,
     PipelineError,
@@ -29,14 +36,9 @@ from alphazero_concepts.pipeline import (
     RootsStage,
     RunSettings,
     load_config,
-    run_pipeline,
-    run_summary,
     save_config,
-    stage_artifacts,
-    stage_status,
 )
-from alphazero_concepts.pipeline import FiltersStage as Filters
-from alphazero_concepts.report import SECTIONS
+from alphazero_concepts.stages.config import FiltersStage as Filters
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
 CHROMEDRIVER = shutil.which("chromedriver") or \
@@ -141,7 +143,7 @@ def test_changed_config_reruns_the_stages_it_affects(base, tmp_path):
 @pytest.mark.integration
 def test_novelty_first_teaches_only_novel_concepts_and_keeps_the_same_set(base, tmp_path, monkeypatch):
     import alphazero_concepts.filters.stages as filter_stages
-    from alphazero_concepts.pipeline import kept_concepts
+    from alphazero_concepts.stages.novelty import kept_concepts
 
     _series, config, run, _ = base
     run = _copy(run, tmp_path)
@@ -196,11 +198,11 @@ class Killed(RuntimeError):
 
 @pytest.mark.integration
 def test_killed_during_rollouts_resumes_by_chunk_and_matches_an_uninterrupted_run(base, tmp_path, monkeypatch):
-    import alphazero_concepts.pipeline as pipeline
     import alphazero_concepts.search.rollouts as rollouts_module
+    import alphazero_concepts.stages.rollouts as rollouts_stage
 
     _series, config, run, _ = base
-    monkeypatch.setattr(pipeline, "ROLLOUT_CHUNK", 2)
+    monkeypatch.setattr(rollouts_stage, "ROLLOUT_CHUNK", 2)
     whole = _copy(run, tmp_path / "whole")
     run_pipeline(config, whole, from_stage="rollouts", until="rollouts", log=lambda s: None)
     work = _copy(run, tmp_path / "work")
@@ -348,7 +350,7 @@ def test_every_artifact_is_cleared_by_some_stage_and_the_novelty_scores_by_one(o
 
 @pytest.mark.integration
 def test_specific_kept_rule_keeps_funnel_concepts_that_beat_their_layers_controls(base, tmp_path):
-    from alphazero_concepts.pipeline import kept_concepts
+    from alphazero_concepts.stages.novelty import kept_concepts
 
     _series, _config, run, _ = base
     run = _copy(run, tmp_path)
@@ -379,7 +381,7 @@ def test_prototypes_are_the_rows_teachability_saved_not_re_picked(base, tmp_path
     """prototypes.jsonl holds exactly the rows the teachability stage taught ("train") and tested on ("test"),
     with their saved scores; a saved prototype that was in neither (e.g. dropped from a shared test set) is left
     out. Planted rows that differ from a re-pick by score catch a stage that recomputes them."""
-    from alphazero_concepts.filters.samples import PositionSample
+    from alphazero_concepts.concepts.samples import PositionSample
 
     _series, config, run, _ = base
     run = _copy(run, tmp_path)
@@ -399,3 +401,16 @@ def test_prototypes_are_the_rows_teachability_saved_not_re_picked(base, tmp_path
     for p in got:
         assert p["fen"] == sample.board(p["row"]).fen()
     assert records[cid]["split_source"] == "taught"
+
+
+@pytest.mark.integration
+def test_same_seed_gives_the_same_concepts_and_puzzles_as_before_the_stage_refactor(base, tmp_path):
+    """tests/data/same_seed.json was written by the code before issue #21's refactor (see tests/same_seed.py)."""
+    from same_seed import FIXTURE, snapshot
+
+    series, _config, run, _ = base
+    expected = json.loads(FIXTURE.read_text())
+    got = json.loads(json.dumps(snapshot(series, run, tmp_path)))  # tuples → lists, as in the fixture
+    for part in ("pipeline", "cli"):
+        for key in expected[part]:
+            assert got[part][key] == expected[part][key], f"{part}: {key} differs from the fixture"

@@ -18,6 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from alphazero_concepts.chess.positions import LICHESS_COLUMNS, ReadReport, read_lichess_puzzles
+from alphazero_concepts.core.puzzleset import load_puzzle_set
 from alphazero_concepts.nn.checkpoints import CheckpointMeta, save_checkpoint
 from alphazero_concepts.nn.network import AZNet, NetConfig
 from alphazero_concepts.puzzles import export as export_mod
@@ -46,7 +47,6 @@ from alphazero_concepts.puzzles.checks import (
 from alphazero_concepts.puzzles.engine import EngineUnavailable, EngineVerdict, find_stockfish, win_chances
 from alphazero_concepts.puzzles.rating import estimate_rating
 from alphazero_concepts.search.mcts import MCTS, NetEvaluator, SearchResult
-from alphazero_concepts.study.puzzleset import load_puzzle_set
 
 pytestmark = pytest.mark.unit
 

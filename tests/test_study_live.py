@@ -26,9 +26,9 @@ import chess
 import httpx
 import pytest
 
+from alphazero_concepts.core.puzzleset import parse_puzzle_set
 from alphazero_concepts.study.demo import demo_puzzle_set
 from alphazero_concepts.study.protocol import choose_assignment, explicit_assignment, plan_session, random_assignment
-from alphazero_concepts.study.puzzleset import parse_puzzle_set
 from alphazero_concepts.study.store import Store
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ from pathlib import Path
 import chess
 import pytest
 
+from alphazero_concepts.core.puzzleset import SCHEMA, PuzzleSetError, load_puzzle_set, parse_puzzle_set
 from alphazero_concepts.study.demo import demo_puzzle_set
 from alphazero_concepts.study.protocol import (
     AssignmentError,
@@ -18,7 +19,6 @@ from alphazero_concepts.study.protocol import (
     plan_session,
     random_assignment,
 )
-from alphazero_concepts.study.puzzleset import SCHEMA, PuzzleSetError, load_puzzle_set, parse_puzzle_set
 from alphazero_concepts.study.session import StudyError, parse_move
 
 pytestmark = pytest.mark.unit

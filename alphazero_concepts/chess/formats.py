@@ -66,8 +66,10 @@ def register_format(fmt: BoardFormat) -> None:
 
 def get_format(name: str) -> BoardFormat:
     """The format called `name`; KeyError listing the known ones otherwise."""
-    if name == "lc0" and name not in _FORMATS:  # registers itself on import; kept lazy (it builds move tables)
-        import alphazero_concepts.chess.lc0_format  # noqa: F401
+    if name == "lc0" and name not in _FORMATS:  # imported on first use: it builds move tables
+        from alphazero_concepts.chess.lc0_format import LC0_FORMAT
+
+        register_format(LC0_FORMAT)
     try:
         return _FORMATS[name]
     except KeyError:

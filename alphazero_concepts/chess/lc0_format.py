@@ -51,7 +51,6 @@ from alphazero_concepts.chess.encoding import (
     boards_to_arrays,
     legal_moves,
 )
-from alphazero_concepts.chess.formats import register_format
 
 PLANES_PER_STEP = 13
 N_PLANES = HISTORY_STEPS * PLANES_PER_STEP + 8  # 112
@@ -272,4 +271,3 @@ class Lc0Format:
 
 
 LC0_FORMAT = Lc0Format()
-register_format(LC0_FORMAT)

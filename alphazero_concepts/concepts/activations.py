@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from alphazero_concepts.chess.positions import Position, boards_of, fast_fen, fast_fens
-from alphazero_concepts.nn.checkpoints import atomic_write_bytes
+from alphazero_concepts.core.files import atomic_write_bytes
 from alphazero_concepts.nn.network import HookedNet
 
 PROGRESS = "progress.json"

@@ -30,7 +30,7 @@ from alphazero_concepts.concepts.mining import (
     mine_dynamic,
     sample_pairs,
 )
-from alphazero_concepts.filters.samples import bundled_human_games, load_sample
+from alphazero_concepts.concepts.samples import bundled_human_games, load_sample
 from alphazero_concepts.nn.network import HookedNet
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
 from alphazero_concepts.search.rollouts import RolloutConfig, rollouts

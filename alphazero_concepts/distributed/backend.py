@@ -40,8 +40,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from alphazero_concepts.nn.checkpoints import atomic_write_bytes
-from alphazero_concepts.nn.network import DictConfig
+from alphazero_concepts.core.config import DictConfig
+from alphazero_concepts.core.files import atomic_write_bytes
 
 PLAN = "plan.json"
 BACKENDS = ("local", "ray")

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from alphazero_concepts.commandline import checked_rollout, output_dir, read_records, root_board
 from alphazero_concepts.commandline import fail as _fail
+from alphazero_concepts.core.rundir import ROLLOUTS
 from alphazero_concepts.distributed.backend import BACKENDS, Backend, BackendConfig, ProgressFn, ShardError
 
 console = Console()
@@ -147,7 +148,7 @@ def rollouts_cmd(
         except ShardError as exc:
             raise _fail(str(exc)) from exc
     n_lines = sum(len(r.subpar) for r in result.rollouts)
-    console.print(f"{len(result.rollouts)} roots, {n_lines} sub-par lines → {out / 'rollouts.jsonl'} "
+    console.print(f"{len(result.rollouts)} roots, {n_lines} sub-par lines → {out / ROLLOUTS} "
                   f"({_summary(result.report)})")
 
 

@@ -36,10 +36,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from alphazero_concepts.core.config import DictConfig
+from alphazero_concepts.core.files import atomic_write_bytes
 from alphazero_concepts.distributed.backend import RayConfig, ShardError, connect_ray, require_ray
 from alphazero_concepts.distributed.hub import SelfPlayHub
-from alphazero_concepts.nn.checkpoints import CheckpointError, CheckpointMeta, Series, atomic_write_bytes
-from alphazero_concepts.nn.network import AZNet, DictConfig, NetConfig, resolve_device
+from alphazero_concepts.nn.checkpoints import CheckpointError, CheckpointMeta, Series
+from alphazero_concepts.nn.network import AZNet, NetConfig, resolve_device
 from alphazero_concepts.search.mcts import NetEvaluator
 from alphazero_concepts.training.replay import ReplayBuffer, ReplayShard
 from alphazero_concepts.training.selfplay import SelfPlayConfig, game_stats, load_openings, play_games, train_on_window

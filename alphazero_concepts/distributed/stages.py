@@ -19,7 +19,6 @@ the context, stored once in Ray's object store); it is loaded once per worker pr
 
 from __future__ import annotations
 
-import io
 import json
 import tempfile
 from collections.abc import Callable, Sequence
@@ -33,7 +32,10 @@ import torch
 
 from alphazero_concepts.chess.positions import Position, boards_of
 from alphazero_concepts.concepts.activations import INDEX, PROGRESS, ActivationStore, StoreError, _write_index
-from alphazero_concepts.concepts.mining import mine_rollout
+from alphazero_concepts.concepts.conceptset import ConceptSet
+from alphazero_concepts.core.config import DictConfig
+from alphazero_concepts.core.files import atomic_write_bytes, write_jsonl
+from alphazero_concepts.core.rundir import DISTRIBUTED, ROLLOUTS, SHARDS
 from alphazero_concepts.distributed.backend import (
     Backend,
     MapReport,
@@ -46,15 +48,15 @@ from alphazero_concepts.distributed.backend import (
     fingerprint,
     shard_ids,
 )
-from alphazero_concepts.nn.checkpoints import CheckpointMeta, atomic_write_bytes, file_sha256
+from alphazero_concepts.nn.checkpoints import CheckpointMeta, file_sha256
 from alphazero_concepts.nn.loading import load_network
-from alphazero_concepts.nn.network import DictConfig, HookedNet
-from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
-from alphazero_concepts.search.rollouts import Rollout, RolloutConfig, rollouts
+from alphazero_concepts.nn.network import HookedNet
+from alphazero_concepts.search.rollouts import Rollout, RolloutConfig
+from alphazero_concepts.stages.mine import mine_roots
+from alphazero_concepts.stages.rollouts import search_roots
 
 T = TypeVar("T")
-SHARDS = "shards"
-STAGE_FILE = "distributed.json"
+STAGE_FILE = DISTRIBUTED
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -192,14 +194,9 @@ class MineContext:
 def mine_shard(ctx: MineContext, rollouts_: list[dict]) -> ShardResult:
     """Mine every rollout (dict form) of a shard: records, and vectors keyed by concept id."""
     net, _ = ctx.net.load()
-    result = ShardResult()
-    for data in rollouts_:
-        record, vector = mine_rollout(net, Rollout.from_dict(data), ctx.layer, player=ctx.player, model=ctx.model,
-                                      model_sha256=ctx.net.sha256 or None)
-        result.records.append(record)
-        if vector is not None:
-            result.arrays[record["id"]] = vector
-    return result
+    records, vectors = mine_roots(net, [Rollout.from_dict(data) for data in rollouts_], [ctx.layer],
+                                  player=ctx.player, model=ctx.model, model_sha256=ctx.net.sha256 or None)
+    return ShardResult(records, vectors)
 
 
 @dataclass
@@ -226,11 +223,7 @@ def mine_rollouts(backend: Backend, items: Sequence[Rollout], net: NetSource, co
     for _, result in store.results(ids):
         records.extend(result.records)
         vectors.update(result.arrays)
-    lines = "".join(json.dumps(rec, default=str) + "\n" for rec in records)
-    atomic_write_bytes(out / "concepts.jsonl", lines.encode())
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **vectors)
-    atomic_write_bytes(out / "vectors.npz", buf.getvalue())
+    ConceptSet.save(out, records, vectors)
     _write_stage(out, "mine", config.to_dict(), backend, report)
     return MineResult(records, vectors, report)
 
@@ -270,13 +263,9 @@ class RolloutContext:
 def rollout_shard(ctx: RolloutContext, payload: dict) -> ShardResult:
     """Rollouts of a shard's roots (`{"seed": [seed, k], "roots": [{"index", "start_fen", "moves"}]}`)."""
     net, _ = ctx.net.load()
-    cfg = ctx.config.rollout_config()
-    mcts = MCTS(NetEvaluator(net), MCTSConfig(simulations=cfg.simulations),
-                rng=np.random.default_rng(payload["seed"]))
-    roots = payload["roots"]
-    results = rollouts(mcts, [_board(r) for r in roots], cfg)
-    for result, root in zip(results, roots, strict=True):
-        result.root_index = int(root["index"])
+    roots = payload["roots"]  # consecutive indices: the shard is a chunk of the roots
+    results = search_roots(net, [_board(r) for r in roots], ctx.config.rollout_config(), rng_seed=payload["seed"],
+                           first_index=int(roots[0]["index"]) if roots else 0)
     return ShardResult([r.to_dict() for r in results])
 
 
@@ -299,7 +288,7 @@ def run_rollouts(backend: Backend, roots: Sequence[chess.Board], net: NetSource,
     report = backend.map_shards(rollout_shard, [Shard(i, p) for i, p in zip(ids, payloads, strict=True)],
                                 writer=store, context=RolloutContext(net, config), progress=progress)
     records = [rec for _, result in store.results(ids) for rec in result.records]
-    atomic_write_bytes(out / "rollouts.jsonl", "".join(json.dumps(r) + "\n" for r in records).encode())
+    write_jsonl(out / ROLLOUTS, records)
     _write_stage(out, "rollouts", config.to_dict(), backend, report)
     return RolloutResult([Rollout.from_dict(r) for r in records], report)
 

@@ -1,6 +1,5 @@
 """Filters over mined concepts (METHOD.md §3–4): novelty (the machine-only region M − H) and teachability.
 
-- `samples`: position samples kept as arrays (human games, the teacher's self-play, position files).
 - `novelty`: human and machine bases per layer, numerical ranks, the novelty score s_k over a k grid.
 - `teachability`: prototypes, student selection, teaching by KL, the 2×2 table and the lift with a bootstrap CI.
 - `funnel`: roots → mined → solved → teachable → novel → kept, per layer, beside the paper's numbers.

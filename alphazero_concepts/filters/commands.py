@@ -15,6 +15,7 @@ from rich.table import Table
 
 from alphazero_concepts.commandline import fail as _fail
 from alphazero_concepts.commandline import input_file, output_dir, run_dir
+from alphazero_concepts.core.rundir import NOVELTY_SPECTRUM, RunDir
 
 console = Console()
 
@@ -43,12 +44,12 @@ def _usable_run(run: Path) -> Path:
     """`run` is a run directory with at least one readable concept record, else exit 2 (a filter over zero
     concepts would write empty results and look like success)."""
     from alphazero_concepts.chess.positions import InputError, ReadReport
-    from alphazero_concepts.filters.rundir import load_concepts
+    from alphazero_concepts.concepts.conceptset import ConceptSet
 
     run_dir(run)
     report = ReadReport(str(run))
     try:
-        concepts = load_concepts(run, report)
+        concepts = ConceptSet.load(run, report=report)
     except InputError as exc:
         raise _fail(str(exc)) from exc
     if not concepts:
@@ -104,9 +105,10 @@ def basis_cmd(
 ) -> None:
     """Build and save the human and machine bases per layer (ranks, spectrum figure); reused by `filter novelty`."""
     from alphazero_concepts.chess.positions import InputError, ReadReport
+    from alphazero_concepts.concepts.conceptset import ConceptSet
+    from alphazero_concepts.concepts.samples import SelfPlayConfig, bundled_human_games, load_sample, selfplay_sample
+    from alphazero_concepts.core.rundir import FIGURES, NOVELTY_BASIS, POOL
     from alphazero_concepts.filters.novelty import NoveltyConfig
-    from alphazero_concepts.filters.rundir import BASIS_DIR, FIGURES, POOL, load_concepts
-    from alphazero_concepts.filters.samples import SelfPlayConfig, bundled_human_games, load_sample, selfplay_sample
     from alphazero_concepts.filters.stages import StageError, novelty_basis_stage
     from alphazero_concepts.filters.validation import last_block
 
@@ -117,12 +119,12 @@ def basis_cmd(
     for path, option in ((human, "--human"), (machine, "--machine")):
         if path is not None:
             input_file(path, f"{option} file")
-    out = out or run / BASIS_DIR  # type: ignore[operator]
+    out = out or run / NOVELTY_BASIS  # type: ignore[operator]
     output_dir(out)
     if not layers and run is not None:  # the run's concept layers; a run without readable concepts is an error
         report = ReadReport(str(run))
         try:
-            layers = sorted({c.layer for c in load_concepts(run, report)})
+            layers = sorted({c.layer for c in ConceptSet.load(run, report=report)})
         except InputError as exc:
             raise _fail(f"{exc}; or give --layers") from exc
         if not layers:
@@ -148,7 +150,7 @@ def basis_cmd(
                                                         seed=seed),
                                     progress=lambda done, total: progress.update(task, completed=done, total=total))
             m.save(out / "machine_sample.npz")
-        figure = (run / FIGURES if run else out) / "novelty_spectrum.png"
+        figure = (run / FIGURES if run else out) / NOVELTY_SPECTRUM
         bases = novelty_basis_stage(net, h, m, layers, out, config, model_id=meta.extra.get("sha256", meta.name),
                                     figure=figure, log=_log)
     except (InputError, StageError, ValueError) as exc:
@@ -223,7 +225,7 @@ def teachability_cmd(
     except (InputError, StageError, CheckpointError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     _summary_table("teachability", summary)
-    console.print(f"→ {run / 'teachability.jsonl'}")
+    console.print(f"→ {RunDir(run).teachability}")
 
 
 @filter_app.command("novelty")
@@ -245,7 +247,7 @@ def novelty_cmd(
     except (InputError, StageError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     _summary_table("novelty", summary)
-    console.print(f"→ {run / 'novelty.jsonl'}")
+    console.print(f"→ {RunDir(run).novelty}")
 
 
 @filter_app.command("funnel")
@@ -279,7 +281,7 @@ def funnel_cmd(
         console.print(f"kept concepts whose lower bound beats every control of their layer: "
                       f"{result['total']['kept_beating_controls']} of {result['total']['kept']} "
                       f"(largest control lift: {ceilings}; kept rule 'specific')")
-    console.print(f"→ {run / 'funnel.json'}")
+    console.print(f"→ {RunDir(run).funnel}")
 
 
 def _summary_table(title: str, summary: dict) -> None:

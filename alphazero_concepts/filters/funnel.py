@@ -20,10 +20,12 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from alphazero_concepts.filters.rundir import ConceptEntry
+from alphazero_concepts.concepts.conceptset import Concept
 from alphazero_concepts.plotting import pyplot, save_figure
 
 PAPER = {"fail_teachability": 0.976, "fail_novelty_of_rest": 0.27}
+# which concepts are kept (the pipeline's `filters.kept_rule`, applied by `stages.novelty.kept_concepts`)
+KEPT_RULES = ("funnel", "specific", "teachable", "solved")
 
 
 def control_ceilings(teachability: dict[str, dict]) -> dict[str, float]:
@@ -66,7 +68,7 @@ def _stages(order: str) -> list[str]:
     return ["roots", "mined", "solved", first, second, "kept"]
 
 
-def funnel(concepts: Sequence[ConceptEntry], teachability: dict[str, dict], novelty: dict[str, dict], *,
+def funnel(concepts: Sequence[Concept], teachability: dict[str, dict], novelty: dict[str, dict], *,
            roots: int, order: str = "teachability-first") -> dict:
     """Funnel counts per layer and in total, with the shares failing each filter and the paper's shares."""
     stages = _stages(order)

@@ -34,9 +34,8 @@ from typing import Annotated
 import numpy as np
 import torch
 
-from alphazero_concepts.config_check import Range, check_fields
-from alphazero_concepts.nn.checkpoints import atomic_write_bytes
-from alphazero_concepts.nn.network import DictConfig
+from alphazero_concepts.core.config import DictConfig, Range, check_fields
+from alphazero_concepts.core.files import atomic_write_bytes
 from alphazero_concepts.plotting import pyplot, save_figure
 
 EPS_FLOAT32 = float(np.finfo(np.float32).eps)

@@ -1,6 +1,6 @@
 """The filter stages over a run directory: read concepts, run a filter, write its results (resumable).
 
-    novelty_basis_stage   human + machine samples → BASIS_DIR/<layer>.npz, ranks.json, figures/novelty_spectrum.png
+    novelty_basis_stage   human + machine samples → NOVELTY_BASIS/<layer>.npz, ranks.json, figures/novelty_spectrum.png
     teachability_stage    RUN concepts → RUN/teachability.jsonl (+ RUN/pool.npz, RUN/pool_top1.npz caches)
     novelty_stage         RUN concepts + bases → RUN/novelty.jsonl
     funnel_stage          RUN → RUN/funnel.json + RUN/figures/funnel.png (+ controls.png)
@@ -21,26 +21,24 @@ from pathlib import Path
 import numpy as np
 
 from alphazero_concepts.chess.positions import ReadReport
-from alphazero_concepts.filters.funnel import controls_figure, funnel, funnel_figure
-from alphazero_concepts.filters.novelty import NoveltyBasis, NoveltyConfig, build_basis, spectrum_figure
-from alphazero_concepts.filters.rundir import (
-    BASIS_DIR,
+from alphazero_concepts.concepts.conceptset import Concept, ConceptSet
+from alphazero_concepts.concepts.samples import PositionSample, SelfPlayConfig, layer_latents, selfplay_sample
+from alphazero_concepts.core.files import atomic_write_bytes, write_json
+from alphazero_concepts.core.rundir import (
+    CONTROLS_FIGURE,
     FIGURES,
     FUNNEL,
+    FUNNEL_FIGURE,
     NOVELTY,
-    ORDERS,
+    NOVELTY_BASIS,
     POOL,
     POOL_TOP1,
     TEACHABILITY,
-    ConceptEntry,
-    ResultLog,
-    count_roots,
-    load_concepts,
-    read_results,
-    safe_layer_name,
-    write_json,
+    TEACHABILITY_CONFIG,
 )
-from alphazero_concepts.filters.samples import PositionSample, SelfPlayConfig, layer_latents, selfplay_sample
+from alphazero_concepts.filters.funnel import controls_figure, funnel, funnel_figure
+from alphazero_concepts.filters.novelty import NoveltyBasis, NoveltyConfig, build_basis, spectrum_figure
+from alphazero_concepts.filters.rundir import ORDERS, ResultLog, count_roots, read_results, safe_layer_name
 from alphazero_concepts.filters.teachability import (
     Pool,
     TeachConfig,
@@ -51,7 +49,7 @@ from alphazero_concepts.filters.teachability import (
     teach_rows,
     top_prototypes,
 )
-from alphazero_concepts.nn.checkpoints import CheckpointMeta, Series, atomic_write_bytes
+from alphazero_concepts.nn.checkpoints import CheckpointMeta, Series
 from alphazero_concepts.nn.network import HookedNet
 
 Log = Callable[[str], None]
@@ -68,7 +66,7 @@ def _check_order(order: str) -> None:
         raise StageError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
 
 
-def _candidates(run: Path, concepts: list[ConceptEntry], stage: str, order: str) -> list[ConceptEntry]:
+def _candidates(run: Path, concepts: list[Concept], stage: str, order: str) -> list[Concept]:
     """Solved concepts this stage scores under `order` (only the survivors of the other filter when it runs 2nd)."""
     solved = [c for c in concepts if c.solved]
     needs = {("novelty", "teachability-first"): (TEACHABILITY, "kept", "azc filter teachability"),
@@ -83,7 +81,7 @@ def _candidates(run: Path, concepts: list[ConceptEntry], stage: str, order: str)
     return [c for c in solved if previous.get(c.id, {}).get(key)]
 
 
-def _concept_info(c: ConceptEntry) -> dict:
+def _concept_info(c: Concept) -> dict:
     return {"root": c.record.get("root"), "kind": c.kind, "nonzeros": c.nonzeros, "dim": int(c.vector.size)
             if c.vector is not None else None, "source": c.source}
 
@@ -161,12 +159,12 @@ def novelty_stage(run: str | Path, *, basis_dir: str | Path | None = None, order
     _check_order(order)
     run = Path(run)
     report = ReadReport(str(run))
-    concepts = load_concepts(run, report)
+    concepts = ConceptSet.load(run, report=report)
     todo_all = _candidates(run, concepts, "novelty", order)
     results = ResultLog(run / NOVELTY)
     todo = [c for c in todo_all if c.id not in results.done]
     layers = sorted({c.layer for c in todo})
-    bases = load_bases(basis_dir or run / BASIS_DIR, layers) if todo else {}
+    bases = load_bases(basis_dir or run / NOVELTY_BASIS, layers) if todo else {}
     for layer in layers:
         group = [c for c in todo if c.layer == layer]
         basis = bases[layer]
@@ -248,7 +246,7 @@ def obtain_pool(run: str | Path, teacher: HookedNet, *, size: int, pool_file: st
                 selfplay: SelfPlayConfig | None = None, seed: int = 0, log: Log = print,
                 progress: Progress | None = None) -> PositionSample:
     """The prototype pool: `pool_file` (a sample, PGN or position file), else RUN/pool.npz, else new self-play."""
-    from alphazero_concepts.filters.samples import load_sample
+    from alphazero_concepts.concepts.samples import load_sample
 
     run = Path(run)
     if pool_file is not None:
@@ -277,10 +275,10 @@ def teachability_stage(run: str | Path, teacher: HookedNet, students: Sequence[t
     config = config or TeachConfig()
     run = Path(run)
     report = ReadReport(str(run))
-    concepts = load_concepts(run, report)
+    concepts = ConceptSet.load(run, report=report)
     candidates = _candidates(run, concepts, "teachability", order)[:limit]
     results = ResultLog(run / TEACHABILITY)
-    write_json(run / "teachability_config.json", {"config": config.to_dict(), "order": order,
+    write_json(run / TEACHABILITY_CONFIG, {"config": config.to_dict(), "order": order,
                                                   "teacher": teacher_meta.name if teacher_meta else None,
                                                   "students": [name for name, _ in students]})
     controls = _controls(candidates, config)
@@ -300,7 +298,7 @@ def teachability_stage(run: str | Path, teacher: HookedNet, students: Sequence[t
     done = 0
     for lo in range(0, len(todo), group_size):
         group = todo[lo:lo + group_size]
-        by_layer: dict[str, list[ConceptEntry]] = {}
+        by_layer: dict[str, list[Concept]] = {}
         for c in group:
             by_layer.setdefault(c.layer, []).append(c)
         log(f"scoring {len(group)} vectors over the pool ({len(sample)} positions) …")
@@ -350,7 +348,7 @@ def _rule_or_earliest(pool: Pool, protos: np.ndarray, config: TeachConfig) -> st
     return select_student(agreements, config.max_student_agreement) or pool.student_names[0]
 
 
-def _controls(candidates: list[ConceptEntry], config: TeachConfig) -> list[ConceptEntry]:
+def _controls(candidates: list[Concept], config: TeachConfig) -> list[Concept]:
     """`random_controls` random vectors per layer, with the median sparsity of that layer's concepts."""
     out = []
     layers = sorted({c.layer for c in candidates})
@@ -360,12 +358,12 @@ def _controls(candidates: list[ConceptEntry], config: TeachConfig) -> list[Conce
         nonzeros = int(np.median([c.nonzeros for c in cs]))
         for k in range(config.random_controls):
             v = random_sparse_vector(dim, nonzeros, concept_seed(config.seed, f"control/{layer}/{k}"))
-            out.append(ConceptEntry(f"control/{layer}/{k}", layer, {"kind": "control", "nonzeros": nonzeros}, v,
+            out.append(Concept(f"control/{layer}/{k}", layer, {"kind": "control", "nonzeros": nonzeros}, v,
                                     "random sparse vector"))
     return out
 
 
-def _teach_counts(results: ResultLog, candidates: list[ConceptEntry]) -> dict:
+def _teach_counts(results: ResultLog, candidates: list[Concept]) -> dict:
     recs = [results.done[c.id] for c in candidates if c.id in results.done]
     return {"teachable": sum(bool(r.get("kept")) for r in recs),
             "already_known": sum(r.get("status") == "already known" for r in recs),
@@ -381,17 +379,17 @@ def funnel_stage(run: str | Path, *, order: str = "teachability-first", figure: 
     whatever filter results exist."""
     _check_order(order)
     run = Path(run)
-    concepts = load_concepts(run)
+    concepts = ConceptSet.load(run)
     teachability = read_results(run / TEACHABILITY)
     result = funnel(concepts, teachability, read_results(run / NOVELTY),
                     roots=count_roots(run, concepts), order="teachability-first" if order == "independent"
                     else order)
-    ranks = run / BASIS_DIR / "ranks.json"
+    ranks = run / NOVELTY_BASIS / "ranks.json"
     if ranks.is_file():
         result["ranks"] = json.loads(ranks.read_text())
     write_json(run / FUNNEL, result)
     if figure:
-        funnel_figure(result, run / FIGURES / "funnel.png")
-        if controls_figure(teachability, run / FIGURES / "controls.png") is None:
-            (run / FIGURES / "controls.png").unlink(missing_ok=True)  # none from an earlier funnel either
+        funnel_figure(result, run / FIGURES / FUNNEL_FIGURE)
+        if controls_figure(teachability, run / FIGURES / CONTROLS_FIGURE) is None:
+            (run / FIGURES / CONTROLS_FIGURE).unlink(missing_ok=True)  # none from an earlier funnel either
     return result

@@ -44,9 +44,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from alphazero_concepts.config_check import Range, check_fields
-from alphazero_concepts.filters.samples import PositionSample, forward, legal_argmax
-from alphazero_concepts.nn.network import DictConfig, HookedNet
+from alphazero_concepts.concepts.samples import PositionSample, forward, legal_argmax
+from alphazero_concepts.core.config import DictConfig, Range, check_fields
+from alphazero_concepts.nn.network import HookedNet
 from alphazero_concepts.search.mcts import legal_softmax
 
 ALREADY_KNOWN = "already known"

@@ -28,8 +28,7 @@ from pathlib import Path
 import chess
 import numpy as np
 
-from alphazero_concepts.filters.novelty import NoveltyConfig, build_basis, right_singular_basis
-from alphazero_concepts.filters.samples import (
+from alphazero_concepts.concepts.samples import (
     SelfPlayConfig,
     bundled_human_games,
     forward,
@@ -38,6 +37,7 @@ from alphazero_concepts.filters.samples import (
     legal_argmax,
     selfplay_sample,
 )
+from alphazero_concepts.filters.novelty import NoveltyConfig, build_basis, right_singular_basis
 from alphazero_concepts.filters.teachability import (
     Pool,
     TeachConfig,

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from alphazero_concepts.core.files import atomic_write_bytes
 from alphazero_concepts.nn.network import AZNet, NetConfig, resolve_device
 
 FORMAT_VERSION = 1
@@ -60,26 +59,6 @@ def code_version() -> str:
     from alphazero_concepts import __version__
 
     return __version__
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write `data` to `path` via a temporary file in the same directory and a rename (never half-written).
-
-    `fsync=False` skips forcing the bytes to disk (milliseconds a call): still atomic for a killed process, for
-    files rewritten often whose durability is handled elsewhere (the activation store's progress file).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_checkpoint(path: str | Path, net: AZNet, meta: CheckpointMeta, *, half: bool = False) -> Path:

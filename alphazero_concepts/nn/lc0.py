@@ -40,6 +40,7 @@ from torch import nn
 
 from alphazero_concepts.chess.formats import BoardFormat, get_format
 from alphazero_concepts.chess.lc0_format import CONV_POLICY_MAP, CONV_POLICY_PLANES, N_PLANES, POLICY_SIZE
+from alphazero_concepts.core.config import DictConfig
 from alphazero_concepts.nn import lc0_proto
 from alphazero_concepts.nn.checkpoints import (
     CheckpointError,
@@ -49,7 +50,7 @@ from alphazero_concepts.nn.checkpoints import (
     file_sha256,
 )
 from alphazero_concepts.nn.lc0_proto import ProtobufError, decode_layer, encode_layer, enum_name, enum_value
-from alphazero_concepts.nn.network import DictConfig, HookedNet, HookPoint, SqueezeExcitation, resolve_device
+from alphazero_concepts.nn.network import HookedNet, HookPoint, SqueezeExcitation, resolve_device
 
 BN_EPSILON = 1e-5  # lc0's batch-norm epsilon
 

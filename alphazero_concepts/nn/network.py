@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Self
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,23 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from alphazero_concepts.chess.formats import BoardFormat, get_format
+from alphazero_concepts.core.config import DictConfig
 
 HookFn = Callable[[torch.Tensor], torch.Tensor | None]
-
-
-class DictConfig:
-    """Mixin for dataclass configs: `to_dict`, and `from_dict` that rejects unknown keys (naming them)."""
-
-    def to_dict(self) -> dict:
-        return asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Self:
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)

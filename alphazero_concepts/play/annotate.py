@@ -13,7 +13,7 @@ layers of the chosen concepts. Each move gets one PGN comment
   so a reader sees where the game left the machine's choice.
 * concept scores v·z at each concept's layer for the position after the move, and their change over the move.
 
-Concepts come from a mining run (`concept_scores.load_concepts`): the ids given, or else the `top` concepts
+Concepts come from a mining run (`ConceptSet.load(run, solved_only=True)`): the ids given, or else the `top` concepts
 whose score varies most over the game (range max − min of v·z, computed per game). A matplotlib figure per game
 shows the evaluation and each concept's score over the game, with the moves where each concept rises most
 marked. Bad games in the PGN are skipped and reported with their file and line (`chess.positions`).
@@ -34,8 +34,10 @@ import chess.pgn
 import numpy as np
 
 from alphazero_concepts.chess.positions import GameRecord, InputError, ReadReport, read_pgn_games
-from alphazero_concepts.nn.network import DictConfig, predict
-from alphazero_concepts.play.concept_scores import MinedConcept, concept_scores
+from alphazero_concepts.concepts.conceptset import Concept
+from alphazero_concepts.core.config import DictConfig
+from alphazero_concepts.nn.network import predict
+from alphazero_concepts.play.concept_scores import concept_scores
 from alphazero_concepts.play.uci import value_to_cp
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator, legal_softmax
 
@@ -67,7 +69,7 @@ class GameAnnotation:
     boards: list[chess.Board]
     values: np.ndarray  # (plies + 1,) value for the side to move, in [-1, 1]
     best: list[chess.Move | None]  # the preferred move in each position (None where the game is over)
-    concepts: list[MinedConcept] = field(default_factory=list)
+    concepts: list[Concept] = field(default_factory=list)
     scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (k, plies + 1)
 
     @property
@@ -194,7 +196,7 @@ def evaluate_positions(net: Any, boards: Sequence[chess.Board], simulations: int
     return values, best
 
 
-def annotate_game(net: Any, record: GameRecord, concepts: Sequence[MinedConcept], config: AnnotateConfig,
+def annotate_game(net: Any, record: GameRecord, concepts: Sequence[Concept], config: AnnotateConfig,
                   mcts: MCTS | None = None) -> GameAnnotation:
     """Evaluate every position of one game and score the concepts on them (see the module docstring)."""
     boards = game_boards(record)
@@ -266,7 +268,7 @@ class AnnotateResult:
     summaries: list[dict]
 
 
-def annotate_pgn(net: Any, pgn: str | Path, out: str | Path, concepts: Sequence[MinedConcept] = (),
+def annotate_pgn(net: Any, pgn: str | Path, out: str | Path, concepts: Sequence[Concept] = (),
                  config: AnnotateConfig | None = None, figures_dir: str | Path | None = None,
                  model_name: str = "network", max_games: int | None = None,
                  progress: Callable[[int], None] | None = None) -> AnnotateResult:

@@ -62,11 +62,12 @@ def annotate(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from alphazero_concepts.chess.positions import InputError
+    from alphazero_concepts.concepts.conceptset import ConceptSet
     from alphazero_concepts.nn.checkpoints import CheckpointError
     from alphazero_concepts.nn.loading import load_network
     from alphazero_concepts.nn.network import resolve_device
     from alphazero_concepts.play.annotate import AnnotateConfig, annotate_pgn
-    from alphazero_concepts.play.concept_scores import check_concepts, load_concepts
+    from alphazero_concepts.play.concept_scores import check_concepts
 
     console = Console(stderr=True)
     if concept and concepts_run is None:
@@ -80,7 +81,8 @@ def annotate(
     try:
         config = AnnotateConfig(concept_ids=tuple(concept or ()), top=top, simulations=sims, marks=marks)
         net, meta = load_network(model, resolve_device(device))
-        mined = load_concepts(concepts_run, config.concept_ids or None) if concepts_run else []
+        mined = list(ConceptSet.load(concepts_run, solved_only=True, ids=config.concept_ids or None)
+                     ) if concepts_run else []
         check_concepts(net, mined, meta.extra.get("sha256"))
     except (InputError, CheckpointError, ValueError) as exc:
         raise _fail(str(exc)) from exc

@@ -39,7 +39,7 @@ import chess
 import numpy as np
 
 if TYPE_CHECKING:
-    from alphazero_concepts.play.concept_scores import MinedConcept
+    from alphazero_concepts.concepts.conceptset import Concept
     from alphazero_concepts.search.mcts import MCTS, Evaluator, SearchResult
 
 ENGINE_NAME = "alphazero-concepts"
@@ -249,7 +249,7 @@ class UciEngine:
         self._meta: Any = None
         self._loaded_spec: str | None = None
         self._mcts: MCTS | None = None
-        self._concept: MinedConcept | None = None
+        self._concept: Concept | None = None
         self._concept_key: tuple[str, str] | None = None
         self._rng = np.random.default_rng()
         self._worker: threading.Thread | None = None
@@ -458,9 +458,10 @@ class UciEngine:
             return
         if self._net is None:
             raise ValueError("concept reports need a network")
-        from alphazero_concepts.play.concept_scores import check_concepts, load_concepts
+        from alphazero_concepts.concepts.conceptset import ConceptSet
+        from alphazero_concepts.play.concept_scores import check_concepts
 
-        concepts = load_concepts(key[0], [key[1]] if key[1] else None)
+        concepts = list(ConceptSet.load(key[0], solved_only=True, ids=[key[1]] if key[1] else None))
         if not concepts:
             raise ValueError(f"{key[0]}: no mined concepts")
         check_concepts(self._net, concepts[:1])

@@ -296,7 +296,7 @@ def read_answers(path: Path, concept_id: str | None = None) -> tuple[list[chess.
     moves: list[chess.Move] = []
     note = str(path)
     if suffix == ".json":
-        from alphazero_concepts.study.puzzleset import load_puzzle_set
+        from alphazero_concepts.core.puzzleset import load_puzzle_set
 
         puzzles = load_puzzle_set(path).puzzles
         mine = [p for p in puzzles if concept_id and p.concept == concept_id]
@@ -363,12 +363,12 @@ def steer(
 ) -> None:
     """Amplification check: steer a layer along a concept vector (α grid) and watch agreement with the answers."""
     from alphazero_concepts.chess.positions import InputError
+    from alphazero_concepts.core.puzzleset import PuzzleSetError
     from alphazero_concepts.nn.checkpoints import CheckpointError
     from alphazero_concepts.nn.loading import load_network
     from alphazero_concepts.nn.network import resolve_device
     from alphazero_concepts.probing.figures import steer_curves
     from alphazero_concepts.probing.steer import SteerConfig, SteerError, amplification_check, load_concept
-    from alphazero_concepts.study.puzzleset import PuzzleSetError
 
     if concepts.suffix != ".npy":
         run_dir(concepts, "--concepts")

@@ -47,8 +47,9 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from alphazero_concepts.nn.checkpoints import atomic_write_bytes
-from alphazero_concepts.nn.network import DictConfig, HookedNet
+from alphazero_concepts.core.config import DictConfig
+from alphazero_concepts.core.files import atomic_write_bytes
+from alphazero_concepts.nn.network import HookedNet
 from alphazero_concepts.probing.targets import Kind, Target, compute_targets, piece_counts
 
 ProbeModel = Literal["linear", "mlp", "l1"]

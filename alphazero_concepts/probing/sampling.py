@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import chess
 import numpy as np
 
-from alphazero_concepts.nn.network import DictConfig, HookedNet, predict
+from alphazero_concepts.core.config import DictConfig
+from alphazero_concepts.nn.network import HookedNet, predict
 from alphazero_concepts.probing.probes import material_class
 from alphazero_concepts.search.mcts import legal_softmax
 from alphazero_concepts.search.roots import bundled_openings

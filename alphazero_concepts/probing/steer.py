@@ -16,7 +16,7 @@ The hook lives only inside `steered(...)` (`net.hooks`), so nothing is left atta
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,11 @@ import chess
 import numpy as np
 import torch
 
-from alphazero_concepts.nn.network import DictConfig, HookedNet, HookFn, predict
+from alphazero_concepts.chess.positions import InputError
+from alphazero_concepts.concepts.conceptset import Concept, ConceptSet
+from alphazero_concepts.core.config import DictConfig
+from alphazero_concepts.core.rundir import CONCEPTS, VECTORS
+from alphazero_concepts.nn.network import HookedNet, HookFn, predict
 from alphazero_concepts.search.mcts import legal_softmax
 
 
@@ -71,58 +75,25 @@ def random_like(vector: np.ndarray, seed: int = 0) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
-class Concept:
-    """A concept vector with the layer it lives in and its record (from ``concepts.jsonl``) when it has one."""
-
-    id: str
-    layer: str
-    vector: np.ndarray
-    record: dict
-
-    @property
-    def nonzeros(self) -> int:
-        return int(np.count_nonzero(self.vector))
-
-
 def load_concept(source: str | Path, concept_id: str | None = None, layer: str | None = None) -> Concept:
     """A concept from a mining run directory (``concepts.jsonl`` + ``vectors.npz``, as `azc mine` writes them) by
-    id, or from a ``.npy`` vector (then `layer` is required)."""
+    id (the only solved one when no id is given), or from a ``.npy`` vector (then `layer` is required)."""
     source = Path(source)
     if source.suffix == ".npy":
         if not layer:
             raise SteerError(f"{source}: a bare vector needs its layer (--layer)")
-        return Concept(concept_id or source.stem, layer, np.load(source).astype(np.float32).ravel(), {})
-    concepts, vectors = source / "concepts.jsonl", source / "vectors.npz"
-    for path in (concepts, vectors):
-        if not path.is_file():
-            raise SteerError(f"{source}: not a concept run directory (no {path.name}); or pass an .npy vector")
-    records: dict[str, dict] = {}
-    with open(concepts) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SteerError(f"{concepts}:{lineno}: invalid JSON: {exc.msg}") from exc
-            records[str(rec.get("id"))] = rec
-    with np.load(vectors) as data:
-        have = list(data.files)
-        if concept_id is None:
-            if len(have) != 1:
-                raise SteerError(f"{vectors}: {len(have)} concepts; choose one with --concept "
-                                 f"({', '.join(have[:10])}{' …' if len(have) > 10 else ''})")
-            concept_id = have[0]
-        if concept_id not in have:
-            status = records.get(concept_id, {}).get("status")
-            why = f" (status: {status})" if status else ""
-            raise SteerError(f"{vectors}: no vector for concept {concept_id!r}{why}; have "
-                             f"{', '.join(have[:10])}{' …' if len(have) > 10 else ''}")
-        vector = np.asarray(data[concept_id], dtype=np.float32).ravel()
-    rec = records.get(concept_id, {})
-    concept_layer = layer or rec.get("layer") or concept_id.split("/")[0]
-    return Concept(concept_id, concept_layer, vector, rec)
+        return Concept(concept_id or source.stem, layer, {}, np.load(source).astype(np.float32).ravel())
+    for name in (CONCEPTS, VECTORS):
+        if not (source / name).is_file():
+            raise SteerError(f"{source}: not a concept run directory (no {name}); or pass an .npy vector")
+    try:
+        concepts = ConceptSet.load(source, solved_only=True, ids=[concept_id] if concept_id else None)
+    except InputError as exc:
+        raise SteerError(str(exc)) from exc
+    if len(concepts) != 1:
+        raise SteerError(f"{source / VECTORS}: {len(concepts)} concepts; choose one with --concept "
+                         f"({', '.join(concepts.ids[:10])}{' …' if len(concepts) > 10 else ''})")
+    return dataclasses.replace(concepts[0], layer=layer) if layer else concepts[0]
 
 
 @dataclass(frozen=True)

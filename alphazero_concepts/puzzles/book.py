@@ -8,7 +8,7 @@ returns a `PuzzleBook` and a `BuildReport` (every rejected candidate with its re
 pipeline; `build.py` does the same over a run directory, resumably.
 
 The book's JSON (`PuzzleBook.to_dict`, written as ``puzzles.json``) *is* a study puzzle set (schema
-``alphazero-concepts/puzzles/1``, validated by `study.puzzleset.parse_puzzle_set` before it is returned), with
+``alphazero-concepts/puzzles/1``, validated by `core.puzzleset.parse_puzzle_set` before it is returned), with
 extra keys per puzzle that the study app ignores::
 
     {"schema": "alphazero-concepts/puzzles/1", "name": ..., "model": {provenance}, "config": {checks, solve},
@@ -39,6 +39,7 @@ from typing import Any
 import chess
 from torch import nn
 
+from alphazero_concepts.core.puzzleset import PuzzleSetError, load_puzzle_set, parse_puzzle_set
 from alphazero_concepts.puzzles.candidates import (
     Candidate,
     ConceptPrototypes,
@@ -57,7 +58,6 @@ from alphazero_concepts.puzzles.engine import EngineVerdict, StockfishAnalyser
 from alphazero_concepts.puzzles.human import difficulty
 from alphazero_concepts.puzzles.rating import RATING_DEVIATION, estimate_rating
 from alphazero_concepts.search.mcts import MCTS
-from alphazero_concepts.study.puzzleset import PuzzleSetError, load_puzzle_set, parse_puzzle_set
 
 __all__ = [
     "MACHINE_ONLY_BELOW",

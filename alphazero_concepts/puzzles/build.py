@@ -28,6 +28,16 @@ import chess
 from torch import nn
 
 from alphazero_concepts.chess.positions import ReadReport
+from alphazero_concepts.core.rundir import (
+    PROTOTYPES,
+    PUZZLE_CANDIDATES,
+    PUZZLE_CONFIG,
+    PUZZLE_ENGINE,
+    PUZZLE_STATE,
+    PUZZLES,
+    PUZZLES_DIR,
+    PUZZLES_REPORT,
+)
 from alphazero_concepts.puzzles.book import BuildReport, PuzzleBook, human_probs_for, make_book
 from alphazero_concepts.puzzles.candidates import (
     Candidate,
@@ -63,32 +73,32 @@ class RunPaths:
     def of(cls, run: str | os.PathLike[str], prototypes: str | os.PathLike[str] | None = None,
            out: str | os.PathLike[str] | None = None) -> RunPaths:
         run = Path(run)
-        return cls(run, Path(prototypes) if prototypes else run / "prototypes.jsonl",
-                   Path(out) if out else run / "puzzles")
+        return cls(run, Path(prototypes) if prototypes else run / PROTOTYPES,
+                   Path(out) if out else run / PUZZLES_DIR)
 
     @property
     def state(self) -> Path:
-        return self.out / "state.json"
+        return self.out / PUZZLE_STATE
 
     @property
     def candidates(self) -> Path:
-        return self.out / "candidates.jsonl"
+        return self.out / PUZZLE_CANDIDATES
 
     @property
     def engine(self) -> Path:
-        return self.out / "engine.jsonl"
+        return self.out / PUZZLE_ENGINE
 
     @property
     def config(self) -> Path:
-        return self.out / "config.json"
+        return self.out / PUZZLE_CONFIG
 
     @property
     def puzzles(self) -> Path:
-        return self.out / "puzzles.json"
+        return self.out / PUZZLES
 
     @property
     def report(self) -> Path:
-        return self.out / "report.json"
+        return self.out / PUZZLES_REPORT
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ import chess
 import numpy as np
 
 from alphazero_concepts.chess.positions import InputError, Position, ReadReport
-from alphazero_concepts.nn.network import DictConfig
+from alphazero_concepts.core.config import DictConfig
 from alphazero_concepts.search.mcts import MCTS, Node, SearchResult
 
 __all__ = [

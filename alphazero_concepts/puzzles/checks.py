@@ -46,12 +46,13 @@ import chess
 import numpy as np
 from torch import nn
 
-from alphazero_concepts.nn.network import DictConfig, predict
+from alphazero_concepts.core.config import DictConfig
+from alphazero_concepts.core.puzzleset import MIN_LINE_PLIES
+from alphazero_concepts.nn.network import predict
 from alphazero_concepts.puzzles.candidates import Candidate
 from alphazero_concepts.puzzles.engine import EngineVerdict, win_chances
 from alphazero_concepts.puzzles.rules import AuditItem, AuditRules, judge
 from alphazero_concepts.search.mcts import legal_softmax
-from alphazero_concepts.study.puzzleset import MIN_LINE_PLIES
 
 __all__ = [
     "CHECK_NAMES",

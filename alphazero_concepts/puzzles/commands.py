@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from alphazero_concepts.commandline import fail, load_model
+from alphazero_concepts.core.rundir import PUZZLES, PUZZLES_DIR
 from alphazero_concepts.puzzles.audit import audit_command
 
 __all__ = ["puzzles_app", "register"]
@@ -34,13 +35,13 @@ def register(app: typer.Typer) -> None:
 
 
 def default_human_spec(model: str | None) -> str | None:
-    """The human model by default: the latest human-games-only checkpoint before the teacher in its series.
+    """The human model by default when no Maia weights are found (`nn.loading.human_model_spec`).
 
     The series is the one `model` names (a series directory, ``DIR:NAME`` or a bundled name), else the bundled
     default series. None when no series can be found.
     """
     from alphazero_concepts.nn.checkpoints import CheckpointError
-    from alphazero_concepts.nn.loading import resolve_series
+    from alphazero_concepts.nn.loading import human_model_spec, resolve_series
 
     spec: str | None = model
     if model is not None:
@@ -59,8 +60,7 @@ def default_human_spec(model: str | None) -> str | None:
     if not series.names:
         return None
     teacher = model.rsplit(":", 1)[1] if model and ":" in model and not Path(model).exists() else None
-    name = series.human_model(teacher if teacher in series.names else None)
-    return f"{series.directory}:{name}" if name else None
+    return human_model_spec(series, teacher)
 
 
 def _checks(config_file: Path | None, overrides: dict[str, Any]):
@@ -226,13 +226,13 @@ def export_cmd(
                                                 "move); more adds the machine line")] = 1,
 ) -> None:
     """Export a puzzle book: PGN, EPD, Lichess-style CSV, JSON, printable HTML booklet."""
+    from alphazero_concepts.core.puzzleset import PuzzleSetError
     from alphazero_concepts.puzzles.book import load_book
     from alphazero_concepts.puzzles.export import UNKNOWN_LAST_MOVE, export, parse_formats
-    from alphazero_concepts.study.puzzleset import PuzzleSetError
 
     if (run is None) == (puzzles is None):
         raise fail("give exactly one of --run RUN or --puzzles FILE")
-    source = puzzles if puzzles is not None else run / "puzzles" / "puzzles.json"  # type: ignore[operator]
+    source = puzzles if puzzles is not None else run / PUZZLES_DIR / PUZZLES  # type: ignore[operator]
     if unknown_last_move not in UNKNOWN_LAST_MOVE:
         raise fail(f"--unknown-last-move must be one of {', '.join(UNKNOWN_LAST_MOVE)}")
     try:

@@ -44,7 +44,8 @@ import chess.pgn
 import chess.svg
 
 from alphazero_concepts.chess.positions import LICHESS_COLUMNS
-from alphazero_concepts.nn.checkpoints import atomic_write_bytes
+from alphazero_concepts.core.files import atomic_write_bytes
+from alphazero_concepts.core.rundir import PUZZLES
 from alphazero_concepts.puzzles.book import ConceptPuzzle, PuzzleBook
 from alphazero_concepts.puzzles.rating import RATING_DEVIATION, RATING_FORMULA, estimate_rating
 
@@ -52,7 +53,7 @@ __all__ = ["FILENAMES", "FORMATS", "UNKNOWN_LAST_MOVE", "csv_row", "export", "pa
            "render", "to_csv", "to_epd", "to_html", "to_json", "to_pgn", "write_text"]
 
 FORMATS = ("pgn", "epd", "csv", "json", "html")
-FILENAMES = {"pgn": "puzzles.pgn", "epd": "puzzles.epd", "csv": "puzzles.csv", "json": "puzzles.json",
+FILENAMES = {"pgn": "puzzles.pgn", "epd": "puzzles.epd", "csv": "puzzles.csv", "json": PUZZLES,
              "html": "booklet.html"}
 UNKNOWN_LAST_MOVE = ("solver", "skip")
 SPLIT_NAMES = {"train": "learning", "test": "unseen"}  # study phases 1–2 and phase 3

@@ -23,6 +23,7 @@ import io
 import logging
 import re
 import secrets
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -39,8 +40,8 @@ from fastapi.staticfiles import StaticFiles
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field
 
+from alphazero_concepts.core.puzzleset import Puzzle, PuzzleSetError, parse_puzzle_set
 from alphazero_concepts.study.protocol import AssignmentError, choose_assignment, new_seed, plan_session
-from alphazero_concepts.study.puzzleset import Puzzle, PuzzleSetError, parse_puzzle_set
 from alphazero_concepts.study.session import (
     StudyError,
     ensure_started,
@@ -115,6 +116,18 @@ class ParticipantIn(_Body):
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
 
 
+class PilotIn(_Body):
+    """A pilot on simulated participants (see study/pilot.py)."""
+
+    students: list[str] = Field(default_factory=lambda: ["maia-1100", "maia-1500", "maia-1900"], min_length=1,
+                                max_length=9)
+    quick: bool = True
+    nodes: int = Field(default=0, ge=0, le=10_000)
+    repetitions: int | None = Field(default=None, ge=1, le=50)
+    steps: int | None = Field(default=None, ge=1, le=10_000)
+    sts: bool = True
+
+
 # -- rendering helpers ---------------------------------------------------------------------------------------------
 def _templates() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -174,8 +187,9 @@ EXPORT_COLUMNS = ["participant_id", "participant_name", "seed", "phase", "positi
 
 
 # -- the app -------------------------------------------------------------------------------------------------------
-def create_app(db: str | Path | Store, *, figure_seed: int = 0) -> FastAPI:
-    """The FastAPI app over one study database (created if missing)."""
+def create_app(db: str | Path | Store, *, figure_seed: int = 0, maia_dir: str | Path | None = None) -> FastAPI:
+    """The FastAPI app over one study database (created if missing). `maia_dir`: where the pilot's simulated
+    participants (Maia weights) are looked for (default: $AZC_MAIA_DIR, ../shared/data/models/maia)."""
     store = db if isinstance(db, Store) else Store(db)
     admin_token = store.admin_token()
     env = _templates()
@@ -405,6 +419,63 @@ def create_app(db: str | Path | Store, *, figure_seed: int = 0) -> FastAPI:
         if name not in pngs:
             raise HTTPException(404, f"no figure {name!r}; there are {sorted(pngs)}")
         return Response(pngs[name], media_type="image/png")
+
+    # -- pilot with simulated participants (study/pilot.py) ---------------------------------------------------
+    pilot_lock = threading.Lock()  # one pilot at a time: it fills the CPUs
+
+    @app.get("/admin/studies/{study_id}/pilot", response_class=HTMLResponse)
+    def admin_pilot(request: Request, study_id: int) -> HTMLResponse:
+        if (denied := admin_page(request)) is not None:
+            return denied
+        from alphazero_concepts.engines import MAIA_LEVELS, locate_maia_dir
+        from alphazero_concepts.study.pilot import pilot_of_study
+        from alphazero_concepts.study.stats import analyse
+
+        study = study_or_404(study_id)
+        refresh_study(store, study_id)
+        human = analyse(store.trial_rows(study_id), seed=figure_seed, n_boot=1000)
+        folder = locate_maia_dir(maia_dir)
+        levels = [m for m in MAIA_LEVELS if folder is not None and (folder / f"{m}.pb.gz").is_file()]
+        return page("admin_pilot.html", title=f"Pilot — {study.name}", study=study, human=human,
+                    pilot=pilot_of_study(store, study_id), levels=levels, stamp=int(time.time()),
+                    data={"study_id": study_id})
+
+    @app.get("/admin/pilots/{pilot_id}/figures/{name}.png")
+    def admin_pilot_figure(request: Request, pilot_id: int, name: str) -> Response:
+        require_admin(request)
+        from alphazero_concepts.study.pilot import pilot_by_id, pilot_figures
+
+        pilot = pilot_by_id(store, pilot_id)
+        if pilot is None or pilot["result"] is None:
+            raise HTTPException(404, f"no finished pilot {pilot_id}")
+        pngs = pilot_figures(pilot["result"])
+        if name not in pngs:
+            raise HTTPException(404, f"no figure {name!r}; there are {sorted(pngs)}")
+        return Response(pngs[name], media_type="image/png")
+
+    @app.get("/api/admin/studies/{study_id}/pilot", dependencies=[Depends(require_admin)])
+    def api_pilot(study_id: int) -> dict[str, Any]:
+        from alphazero_concepts.study.pilot import pilot_of_study
+
+        exists_or_404(study_id)
+        return pilot_of_study(store, study_id) or {"status": "none"}
+
+    @app.post("/api/admin/studies/{study_id}/pilot", dependencies=[Depends(require_admin)], status_code=202)
+    def api_run_pilot(study_id: int, body: PilotIn) -> dict[str, Any]:
+        from alphazero_concepts.study.pilot import PilotError, start_pilot_thread
+        from alphazero_concepts.study.simulated import StudentError
+
+        study = study_or_404(study_id)
+        if not pilot_lock.acquire(blocking=False):
+            raise HTTPException(409, "a pilot is already running on this server")
+        try:
+            start_pilot_thread(store, study.id, study.puzzle_set, students=body.students, quick=body.quick,
+                               nodes=body.nodes, repetitions=body.repetitions, steps=body.steps, sts=body.sts,
+                               maia_dir=maia_dir, on_exit=pilot_lock.release)
+        except (PilotError, StudentError) as exc:
+            pilot_lock.release()
+            raise HTTPException(422, str(exc)) from exc
+        return {"ok": True, "status": "running"}
 
     # -- organiser API ------------------------------------------------------------------------------------------
     @app.get("/api/admin/studies", dependencies=[Depends(require_admin)])

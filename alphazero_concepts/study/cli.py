@@ -120,7 +120,7 @@ def create(
     phase3_min: Annotated[float, typer.Option("--phase3-min", help="Phase 3 time limit, minutes (0 = none)")] = 120,
 ) -> None:
     """Create a study from a puzzle set; prints its id."""
-    from alphazero_concepts.study.puzzleset import PuzzleSetError, load_puzzle_set
+    from alphazero_concepts.core.puzzleset import PuzzleSetError, load_puzzle_set
 
     try:
         puzzle_set = load_puzzle_set(puzzles)
@@ -292,6 +292,154 @@ def demo_set(
             raise _fail(f"{option} {n}: expected a number ≥ 1")
     _write_text(out, json.dumps(demo_puzzle_set(concepts, train, test, seed=seed), indent=1))
     print(f"wrote {out}")
+
+
+@study_app.command()
+def pilot(
+    puzzle_set: Annotated[Path | None, typer.Option("--set", help="Puzzle set: a JSON file, a directory with "
+                                                    "puzzles.json (azc puzzles export), or an STS .epd suite")] = None,
+    students: Annotated[str, typer.Option(help="Simulated participants: Maia levels or lc0 .pb.gz files, "
+                                          "comma-separated")] = "maia-1100,maia-1500,maia-1900",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the pilot's summary (JSON) here")] = None,
+    quick: Annotated[bool, typer.Option(help="2 repetitions, 30 teaching steps, 5+5 STS positions a theme")] = False,
+    nodes: Annotated[int, typer.Option(help="MCTS simulations per answer (0: the raw policy's top move)")] = 0,
+    db: Annotated[Path, typer.Option("--db", help="Database for the simulated answers (created if missing; "
+                                     "with --study, the study's own)")] = Path("pilot.sqlite"),
+    study: Annotated[int | None, typer.Option("--study", help="Pilot the puzzle set of this study in --db "
+                                              "(instead of --set)")] = None,
+    repetitions: Annotated[int | None, typer.Option(help="Balanced pairs per student (default 3; --quick 2)")]
+    = None,
+    steps: Annotated[int | None, typer.Option(help="Phase-2 optimiser steps (default 40; --quick 30)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Phase-2 learning rate (Adam; default 3e-4)")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of assignments, shuffles and students")] = 0,
+    sts: Annotated[Path | None, typer.Option(help="STS suite for the positive control (default: "
+                                             "../shared/data/suites/STS1-STS15_LAN_v5.epd when present)")] = None,
+    no_sts: Annotated[bool, typer.Option("--no-sts", help="Skip the STS positive control")] = False,
+    no_shuffled: Annotated[bool, typer.Option("--no-shuffled", help="Skip the shuffled-label control")] = False,
+    maia_dir: Annotated[Path | None, typer.Option(help="Folder of maia-*.pb.gz (default: $AZC_MAIA_DIR, "
+                                                  "../shared/data/models/maia)")] = None,
+    figures_dir: Annotated[Path | None, typer.Option("--figures", help="Directory for the pilot's figures "
+                                                     "(PNG)")] = None,
+) -> None:
+    """Pilot a study on simulated participants (Maia levels) before inviting players: phases 1-3 as for people,
+    phase 2 = training a copy on the machine lines; transfer with intervals, an STS positive control, a
+    shuffled-label negative control, and the participants a real study needs for 80% power."""
+    import time
+    from dataclasses import replace
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from alphazero_concepts.study.pilot import (
+        PilotConfig,
+        PilotError,
+        PilotSet,
+        load_pilot_set,
+        locate_sts,
+        pilot_figures,
+        quick_config,
+        run_pilot,
+        sts_pilot_set,
+    )
+    from alphazero_concepts.study.protocol import eligible_concepts, split_list
+    from alphazero_concepts.study.simulated import StudentError, TeachBudget, resolve_students
+
+    if (puzzle_set is None) == (study is None):
+        raise _fail("give the puzzle set: --set PUZZLESET, or --study N (with --db) for a study's own set")
+    if nodes < 0:
+        raise _fail(f"--nodes {nodes}: expected a number ≥ 0")
+    for option, value in (("--repetitions", repetitions), ("--steps", steps)):
+        if value is not None and value < 1:
+            raise _fail(f"{option} {value}: expected a number ≥ 1")
+    if lr is not None and not lr > 0:
+        raise _fail(f"--lr {lr}: expected a learning rate > 0")
+    if json_out is not None:
+        _output_file(json_out, "--json")
+    if figures_dir is not None and figures_dir.exists() and not figures_dir.is_dir():
+        raise _fail(f"--figures {figures_dir}: exists and is not a directory")
+    config = PilotConfig(students=tuple(split_list(students)), nodes=nodes, seed=seed)
+    if quick:
+        config = quick_config(config)
+    budget = config.budget
+    config = replace(config, repetitions=repetitions or config.repetitions, shuffled_control=not no_shuffled,
+                     budget=TeachBudget(**{**budget.to_dict(), "steps": steps or budget.steps,
+                                           "lr": lr or budget.lr}))
+    try:
+        parent = None
+        if study is not None:
+            store = _store(db)
+            try:
+                pset = PilotSet(puzzle_set=store.study(study).puzzle_set)
+            except KeyError as exc:
+                raise _fail(f"no study {study} in {db}") from exc
+            if len(eligible_concepts(pset.puzzle_set)) < 2:
+                raise _fail(f"study {study} in {db}: the pilot needs at least 2 concepts with train and test puzzles")
+            parent = study
+        else:
+            assert puzzle_set is not None
+            pset = load_pilot_set(puzzle_set, sts_train=config.sts_train, sts_test=config.sts_test, seed=seed)
+            if db.exists() and not db.is_file():
+                raise _fail(f"--db {db}: is a directory, not a database file")
+        resolve_students(config.students, maia_dir)
+        control: PilotSet | None = None
+        if not no_sts and pset.kind != "sts":
+            sts_path = locate_sts(sts)
+            if sts is not None and sts_path is None:
+                raise _fail(f"--sts {sts}: no such STS suite")
+            if sts_path is not None:
+                control = sts_pilot_set(sts_path, n_train=config.sts_train, n_test=config.sts_test, seed=seed)
+        if study is None:
+            store = _store(db, create=True)
+    except (PilotError, StudentError) as exc:
+        raise _fail(str(exc)) from exc
+    console = Console(stderr=True)
+    start = time.perf_counter()
+    with Progress(TextColumn("[bold]pilot {task.description:<9}[/bold]"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} simulated participants"), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        try:
+            result = run_pilot(store, pset, config, sts=control, parent_study_id=parent, maia_dir=maia_dir,
+                               progress=progress)
+        except (PilotError, StudentError) as exc:
+            raise _fail(str(exc)) from exc
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+
+    def pct(x: float | None) -> str:
+        return "  –  " if x is None else f"{100 * x:4.0f}%"
+
+    def ci(r: dict | None) -> str:
+        if not r or r.get("estimate") is None:
+            return "–"
+        lo, hi = r["ci"]
+        return f"{100 * r['estimate']:+.1f} pp [{100 * lo:+.1f}, {100 * hi:+.1f}]  (n={r['n']})"
+
+    print(f"pilot of {pset.puzzle_set.name!r}: {result['wall_s']:.0f} s, database {db}")
+    print(f"{'student':12} {'phase 1':>8} {'p2 fit':>7} {'p3 taught':>9} {'p3 ctrl':>8}  transfer [95% CI]")
+    for name, s in result["students"].items():
+        print(f"{name:12} {pct(s['phase1']):>8} {pct(s['phase2_fit']):>7} {pct(s['phase3_taught']):>9} "
+              f"{pct(s['phase3_control']):>8}  {ci(result['transfer'][name])}")
+    print(f"{'pooled':12} {'':>8} {'':>7} {'':>9} {'':>8}  {ci(result['transfer_pooled'])}")
+    print(f"shuffled-label control (must contain 0): {ci(result['shuffled_control'])}")
+    print(f"STS positive control:                    {ci(result['positive_control'])}")
+    power = result["power"]
+    n = result["participants_needed_80pct_power"]
+    print(f"participants for 80% power (α = 0.05, {power['puzzles_per_condition']} puzzles a condition): "
+          f"{n if n is not None else '–'}" + (f"  ({power['reason']})" if power.get("reason") else ""))
+    print(f"studies in {db}: " + ", ".join(f"{k} = {v}" for k, v in result["studies"].items())
+          + f"  (azc study stats --study {result['studies']['main']} --db {db})")
+    if json_out is not None:
+        _write_text(json_out, json.dumps(result, indent=1))
+        print(f"wrote {json_out}")
+    if figures_dir is not None:
+        figures_dir.mkdir(parents=True, exist_ok=True)
+        for name, png in pilot_figures(result).items():
+            (figures_dir / f"{name}.png").write_bytes(png)
+        print(f"wrote figures to {figures_dir}")
 
 
 if __name__ == "__main__":  # pragma: no cover

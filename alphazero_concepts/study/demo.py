@@ -2,7 +2,7 @@
 
 Positions come from seeded random games and the "answer" is a random legal move, so the puzzles are well-formed
 but meaningless. Use it to rehearse a session or to check the set-up on the study laptop; real studies use the
-puzzle exporter's sets (``alphazero-concepts/puzzles/1``, see puzzleset.py).
+puzzle exporter's sets (``alphazero-concepts/puzzles/1``, see core/puzzleset.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import chess
 
-from alphazero_concepts.study.puzzleset import SCHEMA
+from alphazero_concepts.core.puzzleset import SCHEMA
 
 __all__ = ["demo_puzzle_set"]
 

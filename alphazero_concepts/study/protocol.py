@@ -23,7 +23,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from alphazero_concepts.study.puzzleset import PuzzleSet
+from alphazero_concepts.core.puzzleset import PuzzleSet
 
 __all__ = ["Assignment", "AssignmentError", "SessionPlan", "choose_assignment", "complement", "condition_of",
            "eligible_concepts", "explicit_assignment", "new_seed", "plan_session", "random_assignment", "split_list"]

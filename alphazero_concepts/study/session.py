@@ -26,7 +26,7 @@ from typing import Any
 
 import chess
 
-from alphazero_concepts.study.puzzleset import Puzzle
+from alphazero_concepts.core.puzzleset import Puzzle
 from alphazero_concepts.study.store import Participant, Store
 
 __all__ = ["PhaseState", "StudyError", "ensure_started", "parse_move", "participant_view", "refresh_study",

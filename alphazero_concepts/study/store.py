@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from alphazero_concepts.core.puzzleset import Puzzle, PuzzleSet, parse_puzzle_set
 from alphazero_concepts.study.protocol import Assignment, SessionPlan, condition_of
-from alphazero_concepts.study.puzzleset import Puzzle, PuzzleSet, parse_puzzle_set
 
 __all__ = ["DEFAULT_LIMITS", "SCHEMA_VERSION", "Participant", "Store", "StoreError", "Study", "new_token"]
 

@@ -1,4 +1,6 @@
-"""One generic check of dataclass configs against their annotations: types, lists vs strings, ranges.
+"""Dataclass configs: `DictConfig` (to/from dict, unknown keys refused) and one generic check of their values.
+
+`check_fields` checks a config against its annotations: types, lists vs strings, ranges.
 
     @dataclass(frozen=True)
     class RootsStage(DictConfig):
@@ -34,9 +36,25 @@ import numbers
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, Self, get_args, get_origin, get_type_hints
 
-__all__ = ["Range", "check_fields", "check_value"]
+
+class DictConfig:
+    """Mixin for dataclass configs: `to_dict`, and `from_dict` that rejects unknown keys (naming them)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+__all__ = ["DictConfig", "Range", "check_fields", "check_value"]
 
 
 @dataclass(frozen=True)

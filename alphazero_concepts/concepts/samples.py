@@ -1,4 +1,4 @@
-"""Position samples for the filters: human games, the teacher's self-play, or a position file, kept as arrays.
+"""Position samples: human games, the teacher's self-play, or a position file, kept as arrays (filters, validation).
 
 A `PositionSample` stores each position as `PositionArrays` rows (bitboards of the position and its 7
 predecessors, counters), so the network's history planes are rebuilt in one vectorised call without replaying
@@ -36,8 +36,9 @@ from alphazero_concepts.chess.positions import (
     read_pgn_games,
     read_positions,
 )
-from alphazero_concepts.nn.checkpoints import atomic_write_bytes
-from alphazero_concepts.nn.network import DictConfig, HookedNet, predict
+from alphazero_concepts.core.config import DictConfig
+from alphazero_concepts.core.files import atomic_write_bytes
+from alphazero_concepts.nn.network import HookedNet, predict
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator, legal_softmax
 from alphazero_concepts.search.roots import bundled_openings
 
