@@ -507,7 +507,8 @@ def run_cmd(
     config: Annotated[Path, typer.Argument(help="Pipeline config (TOML; see `azc quickstart` → RUN/config.toml)")],
     out: Annotated[Path | None, typer.Option("--out", help="Run directory (default runs/<config name>)")] = None,
     from_stage: Annotated[str | None, typer.Option("--from", help="Re-run from this stage: roots, rollouts, "
-                                                   "collect, mine, teachability, novelty, puzzles, report")] = None,
+                                                   "collect, mine, static, teachability, novelty, puzzles, "
+                                                   "report")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Stop after this stage (e.g. mine: look at the "
                                               "concepts before the filters)")] = None,
 ) -> None:

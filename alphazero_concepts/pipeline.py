@@ -1,6 +1,6 @@
 """The runner: every stage of `STAGE_LIST` over one run directory, resumable stage by stage (docs/DESIGN.md).
 
-    roots → rollouts → collect → mine → teachability → novelty → puzzles → report
+    roots → rollouts → collect → mine → static → teachability → novelty → puzzles → report
 
 Each stage is a module of `alphazero_concepts/stages/` (a `Stage`: name, inputs, outputs, config section,
 `run(ctx)`); the run directory's layout is `core.rundir.RunDir`. This module only orders, hashes, clears, resumes

@@ -1,9 +1,12 @@
 """The run report: one self-contained `report.html` (figures and boards embedded as base64) + PNGs in figures/.
 
+It reads the run directory's artifacts and computes nothing of its own (no network, no search): the stages that
+produce what it shows write it (static concepts: stage "static"; machine lines: the puzzle stage's candidates).
+
 Sections, each always present (`SECTIONS`); a section whose stage produced nothing says so in words:
 
     model       the teacher, its series and the Elo ladder (SERIES/ladder.json, else "not measured")
-    static      static-concept accuracy per layer ("side to move has a queen", mined per layer, held-out pairs)
+    static      static-concept accuracy per layer (RUN/static_concepts.json, written by the stage "static")
     spectra     human vs machine singular-value spectra and numerical ranks per layer, beside the paper's
     scores      novelty (min s_k) and teachability (lift, 95% CI) of every scored concept and the controls
     funnel      roots → mined → solved → teachable → novel → kept, beside the paper's shares
@@ -22,7 +25,7 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +51,8 @@ from alphazero_concepts.core.rundir import (
     REPORT,
     ROLLOUTS,
     STAGES_DIR,
-    STATIC_CONCEPTS,
     TEACHABILITY,
+    PuzzleDir,
     RunDir,
 )
 
@@ -69,7 +72,6 @@ text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:
 img.fig{max-width:100%}code{background:#f4f4f4;padding:0 3px}
 """
 
-Log = Callable[[str], None]
 
 
 def _esc(x: object) -> str:
@@ -182,40 +184,6 @@ def _model_section(run: Path, meta, series) -> str:
     plt.close(f)
     parts.append(_png_tag(fig, "Elo ladder"))
     return "".join(parts)
-
-
-def _normalise_static(result: dict) -> dict:
-    """{"concepts": {name: {"layers": {layer: row}}}}, from either validation output format (one or several)."""
-    if "concepts" in result:
-        return result
-    name = result.get("concept", "static concept")
-    return {**result, "concepts": {name: {"layers": result.get("layers", {}),
-                                          "positive_share": result.get("positive_share")}}}
-
-
-def static_accuracy(run: Path, config, net, log: Log) -> dict:
-    """Static-concept accuracy per layer: from `report.validation_json` if given, else a small mining check."""
-    cache = run / STATIC_CONCEPTS
-    rc = config.report
-    if rc.validation_json:
-        data = _read_json(Path(rc.validation_json))
-        if not data or "piece_concept" not in data:
-            raise ValueError(f"{rc.validation_json}: not an `azc validate --json` output (no 'piece_concept')")
-        result = {**_normalise_static(data["piece_concept"]), "source": rc.validation_json}
-    elif (cached := _read_json(cache)) is not None:
-        return cached
-    else:
-        from alphazero_concepts.concepts.validation import ValidationConfig, piece_concepts
-
-        layers = tuple(dict.fromkeys(["stem", *config.mine.layers]))
-        log(f"static piece concepts at {', '.join(layers)} …")
-        result = {**_normalise_static(piece_concepts(net, ValidationConfig(
-            positions=rc.static_positions, layers=layers, pairs=rc.static_pairs, seed=config.run.seed))),
-            "source": f"computed here: {rc.static_positions} positions, {rc.static_pairs} pairs"}
-    from alphazero_concepts.core.files import atomic_write_bytes
-
-    atomic_write_bytes(cache, (json.dumps(result, indent=2, default=str) + "\n").encode())
-    return result
 
 
 def _static_section(run: Path, result: dict) -> str:
@@ -358,16 +326,16 @@ def _lift_text(rec: dict) -> str:
     return f"{rec['teachability']:+.3f} (95% CI [{ci[0]:+.3f}, {ci[1]:+.3f}])"
 
 
-def _pv_lines(net, boards: list[chess.Board], sims: int) -> list[list[chess.Move]]:
-    from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator
+def _machine_lines(run: Path) -> dict[str, list[chess.Move]]:
+    """The machine's line from each searched prototype position (the puzzle stage's candidates), by FEN."""
+    out = {}
+    for c in _read_jsonl(PuzzleDir(run / PUZZLES_DIR).candidates):
+        if c.get("fen") and c.get("line"):
+            out[c["fen"]] = [chess.Move.from_uci(m) for m in c["line"][:8]]
+    return out
 
-    if not boards:
-        return []
-    results = MCTS(NetEvaluator(net), MCTSConfig(simulations=sims)).search(boards)
-    return [list(r.pv[:8]) for r in results]
 
-
-def _concepts_section(run: Path, config, net) -> str:
+def _concepts_section(run: Path, config) -> str:
     protos = _read_jsonl(run / PROTOTYPES)
     kept = _read_json(run / KEPT) or {}
     rule = kept.get("kept_rule", config.filters.kept_rule)
@@ -398,8 +366,7 @@ def _concepts_section(run: Path, config, net) -> str:
     cards = []
     shown = protos[: rc.max_cards]
     boards_all = [[_board_of(p) for p in rec["positions"][: rc.boards_per_card]] for rec in shown]
-    flat = [b for bs in boards_all for b in bs]
-    pvs = iter(_pv_lines(net, flat, min(config.puzzles.simulations, 100)))
+    machine_lines = _machine_lines(run)
     for rec, boards in zip(shown, boards_all, strict=True):
         cid = rec["concept"]
         c = concepts.get(cid)
@@ -418,7 +385,7 @@ def _concepts_section(run: Path, config, net) -> str:
                          f" against {len(r.subpar)} sub-par lines.</p>")
         cells = []
         for b, pos in zip(boards, rec["positions"], strict=False):
-            pv = next(pvs)
+            pv = machine_lines.get(b.fen(), [])
             line = b.variation_san(pv) if pv else "–"
             cells.append(f'<div class="board">{board_tag(b, pv)}<br>{_esc(pos["split"])}, v·z = '
                          f'{pos["score"]:.2f}<br>machine line: <code>{_esc(line)}</code></div>')
@@ -488,18 +455,20 @@ def _run_section(run: Path, stages: Sequence[str]) -> str:
             + f"<details><summary>config.toml</summary><pre>{_esc(_read_text(RunDir(run).config))}</pre></details>")
 
 
-def write_report(run: str | Path, config, net, meta, *, stages: Sequence[str], series=None, log: Log = print
-                 ) -> Path:
-    """Write RUN/report.html (and the figures) from whatever the run directory holds (`stages`: in run order)."""
+def write_report(run: str | Path, config, meta, *, stages: Sequence[str], series=None) -> Path:
+    """Write RUN/report.html (and the figures) from what the run directory holds (`stages`: in run order).
+
+    It reads artifacts only: static concepts from RUN/static_concepts.json (stage "static"), machine lines from the
+    puzzle stage's candidates; `meta` and `series` describe the teacher."""
     run = Path(run)
     (run / FIGURES).mkdir(parents=True, exist_ok=True)
     body = {
         "model": _model_section(run, meta, series),
-        "static": _static_section(run, static_accuracy(run, config, net, log)),
+        "static": _static_section(run, _read_json(RunDir(run).static_concepts) or {}),
         "spectra": _spectra_section(run),
         "scores": _scores_section(run),
         "funnel": _funnel_section(run),
-        "concepts": _concepts_section(run, config, net),
+        "concepts": _concepts_section(run, config),
         "puzzles": _puzzles_section(run),
         "probing": "<p>Probes of what–when–where concepts are not a pipeline stage; see "
                    "<code>notebooks/03_probes.ipynb</code> and <code>alphazero_concepts/probing/</code>.</p>",

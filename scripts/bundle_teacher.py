@@ -3,9 +3,15 @@
     python scripts/bundle_teacher.py --run runs/teacher-kd --arena runs/teacher-series/arena \\
         --names kd-000100,kd-000250,kd-000500,kd-001000,kd-002000,kd-004000,kd-008000,kd-012000,kd-014000
 
+    python scripts/bundle_teacher.py --evaluate runs/teacher-series --run runs/teacher-kd
+
 Copies the named checkpoints (series order) into `alphazero_concepts/models/teacher/`, stores the ladder's fitted
 Elos in its manifest (so `Series.strongest()` — every command's default model — is the best-rated checkpoint),
 and copies `ladder.json` and `ladder.png` beside them. The series' `info` records where it came from.
+
+`--evaluate SERIES` instead re-scores every checkpoint of SERIES on one held-out slice: that of the run's final
+data (its `distill.json`). Checkpoints made before files were added to the run were scored on a smaller slice;
+this makes their `value_mse` comparable (the ladder reads it from the manifest).
 """
 
 from __future__ import annotations
@@ -19,14 +25,41 @@ from alphazero_concepts.nn.checkpoints import Series
 from alphazero_concepts.nn.loading import DEFAULT_SERIES, MODELS_DIR
 
 
+def evaluate_series(directory: Path, run: Path) -> None:
+    """Re-score every checkpoint of series `directory` on the held-out slice of run `run`'s final data."""
+    from alphazero_concepts.training.distill import config_of, evaluate, holdout_rows
+    from alphazero_concepts.training.engine_data import load_engine_data
+
+    config = config_of(run)
+    data = load_engine_data(config.games, cache_dir=run / "cache")
+    _, rows = holdout_rows(data, config)
+    series = Series.open(directory)
+    for meta in series.entries:
+        net, _ = series.load(meta.name)
+        held = evaluate(net, data, rows, config.policy_temperature_cp)
+        bare = evaluate(net, data, rows[::4], config.policy_temperature_cp, bare=True)
+        held["bare_fen"] = {k: bare[k] for k in ("agree", "value_mse", "value_mse_constant", "positions")}
+        held["slice"] = f"every {config.holdout_every}th game of {', '.join(Path(g).name for g in config.games)}"
+        meta.extra = {**(meta.extra or {}), "holdout": held, "value_mse": held["value_mse"]}
+        print(f"{meta.name}: agreement {held['agree']:.3f}, value MSE {held['value_mse']:.4f} "
+              f"(constant {held['value_mse_constant']:.4f})")
+    series.write_manifest()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="distillation series directory")
-    ap.add_argument("--arena", type=Path, required=True, help="arena output directory holding ladder.json")
-    ap.add_argument("--names", required=True, help="comma-separated checkpoint names to bundle")
+    ap.add_argument("--arena", type=Path, help="arena output directory holding ladder.json")
+    ap.add_argument("--names", help="comma-separated checkpoint names to bundle")
     ap.add_argument("--out", type=Path, default=MODELS_DIR / DEFAULT_SERIES)
     ap.add_argument("--status", default="engine-distilled kick-start (see MODEL.md)")
+    ap.add_argument("--evaluate", type=Path, help="re-score this series' checkpoints on the run's held-out slice")
     args = ap.parse_args()
+    if args.evaluate is not None:
+        evaluate_series(args.evaluate, args.run)
+        return
+    if args.arena is None or not args.names:
+        ap.error("--arena and --names are needed to bundle")
 
     names = [n.strip() for n in args.names.split(",") if n.strip()]
     ladder = json.loads((args.arena / "ladder.json").read_text())

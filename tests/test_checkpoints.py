@@ -287,3 +287,23 @@ def test_human_model_is_the_latest_human_games_checkpoint_before_the_teacher(tmp
     assert series.human_model("rl-1") == "sup-3"  # a self-play teacher: the kick-start end is the human model
     assert series.human_model("sup-1") == "sup-1"  # nothing earlier: the first checkpoint
     assert Series(tmp_path / "empty").human_model() is None
+
+
+def test_a_machine_only_series_takes_the_bundled_human_model(tmp_path: Path, monkeypatch) -> None:
+    from alphazero_concepts.nn import loading
+
+    mixed = Series(tmp_path / "mixed", name="mixed")
+    for name, stage in [("sup-1", "supervised"), ("sup-2", "supervised"), ("rl-1", "selfplay")]:
+        mixed.add(make_net(seed=0), CheckpointMeta(name=name, stage=stage))
+    assert loading.human_model_spec(mixed, "rl-1") == f"{mixed.directory}:sup-2"
+    machine = Series(tmp_path / "machine", name="machine")
+    for name in ("kd-1", "kd-2"):
+        machine.add(make_net(seed=0), CheckpointMeta(name=name, stage="distill"))
+    models = tmp_path / "models"
+    monkeypatch.setattr(loading, "MODELS_DIR", models)
+    assert loading.human_model_spec(machine, "kd-2") is None  # no human-games network anywhere: none
+    human = Series(models / loading.HUMAN_SERIES, name=loading.HUMAN_SERIES)
+    human.add(make_net(seed=1), CheckpointMeta(name="sup-9", stage="supervised"))
+    assert loading.human_model_spec(machine, "kd-2") == loading.HUMAN_SERIES
+    _, meta = loading.load_network(loading.HUMAN_SERIES)
+    assert meta.name == "sup-9"

@@ -157,12 +157,21 @@ class ActivationStore:
             return [json.loads(line) for line in fh]
 
 
+def layer_activations(net: HookedNet, boards: Sequence[chess.Board], layers: Sequence[str]
+                      ) -> dict[str, torch.Tensor]:
+    """One forward pass over `boards` (encoded in the network's own format, no grad): {layer: its output}.
+
+    The one network call of activation capture: `latents`, `collect` and the sharded collection batch around it.
+    """
+    planes = torch.from_numpy(net.format.encode(list(boards))).to(net.device)
+    with torch.inference_mode():
+        _, cache = net.run_with_cache(planes, list(layers))
+    return cache
+
+
 def latents(net: HookedNet, boards: Sequence[chess.Board], layer: str) -> np.ndarray:
     """(len(boards), d) float32 activations of one layer for a few boards, in memory (e.g. one rollout line)."""
-    planes = torch.from_numpy(net.format.encode(boards)).to(net.device)
-    with torch.inference_mode():
-        _, cache = net.run_with_cache(planes, [layer])
-    return cache[layer].reshape(len(boards), -1).float().cpu().numpy()
+    return layer_activations(net, boards, [layer])[layer].reshape(len(boards), -1).float().cpu().numpy()
 
 
 def collect(
@@ -207,8 +216,6 @@ def collect(
         index_writer = threading.Thread(target=_write_index, args=(out / INDEX, positions), daemon=True,
                                         name="activation-index")
         index_writer.start()
-    fmt = net.format
-    device = net.device
     net.eval()
     start = meta["rows_done"]
     synced = time.monotonic()
@@ -216,8 +223,7 @@ def collect(
     with torch.inference_mode():
         for lo in range(start, n, batch_size):
             hi = min(n, lo + batch_size)
-            planes = torch.from_numpy(fmt.encode(list(itertools.islice(boards, hi - lo)))).to(device)
-            _, cache = net.run_with_cache(planes, layers)
+            cache = layer_activations(net, list(itertools.islice(boards, hi - lo)), layers)
             for name in layers:  # float32 activations to float16 rows in the memory map, in one pass on a CPU
                 acts = cache[name] if cache[name].device.type == "cpu" else cache[name].half()  # GPU: half the bytes
                 torch.from_numpy(arrays[name][lo:hi]).view(acts.shape).copy_(acts)

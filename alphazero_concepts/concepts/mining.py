@@ -328,8 +328,8 @@ def mine_rollout(net: HookedNet, rollout: Rollout, layer: str, *, player: str = 
     """Dynamic concept of one root's rollout at `layer`: the concept record and its float32 vector (or None).
 
     The record is what `azc mine` writes to concepts.jsonl (id `<layer>/root<NNNNN>`); a root without sub-par
-    lines, or whose problem is refused (MiningError), gets a record with that status and no vector. Used by
-    `azc mine` and by the sharded mining of `alphazero_concepts.distributed`, so both give the same concepts.
+    lines, or whose problem is refused (MiningError), gets a record with that status and no vector. Called only
+    through `stages.mine.mine_root` (`azc mine`, the pipeline and the sharded mining), so all give the same concepts.
     """
     from alphazero_concepts.concepts.activations import latents
 

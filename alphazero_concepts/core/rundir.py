@@ -60,10 +60,20 @@ SHARDS = "shards"
 DISTRIBUTED = "distributed.json"
 
 
-@dataclass(frozen=True)
-class RunDir:
-    """The paths of one run directory (nothing is created or read here: stages ask, then read or write)."""
+class _At:
+    """A path inside the directory object it is read from: `RunDir(run).roots` is RUN/roots.jsonl."""
 
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, obj: _Dir | None, owner: type | None = None) -> Path:
+        if obj is None:
+            raise AttributeError("a path of a directory instance")
+        return obj.root.joinpath(*self.parts)
+
+
+@dataclass(frozen=True)
+class _Dir:
     root: Path
 
     def __init__(self, root: str | Path) -> None:
@@ -72,112 +82,47 @@ class RunDir:
     def __truediv__(self, rel: str) -> Path:
         return self.root / rel
 
-    # --- stages, in run order
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG
 
-    @property
-    def roots(self) -> Path:
-        return self.root / ROOTS
+class RunDir(_Dir):
+    """The paths of one run directory (nothing is created or read here: stages ask, then read or write)."""
 
-    @property
-    def rollouts(self) -> Path:
-        return self.root / ROLLOUTS
-
-    @property
-    def rollouts_partial(self) -> Path:
-        return self.root / ROLLOUTS_PARTIAL
-
-    @property
-    def activations(self) -> Path:
-        return self.root / ACTIVATIONS
-
-    @property
-    def lines(self) -> Path:
-        return self.activations / LINES
-
-    @property
-    def concepts(self) -> Path:
-        """The concept set's directory (concepts.jsonl + vectors.npz)."""
-        return self.root / CONCEPTS_DIR
-
-    def concept_kind(self, kind: str) -> Path:
-        """RUN/concepts/<kind>/: the concept set of another concept kind (read with the mined ones)."""
-        return self.concepts / kind
-
-    @property
-    def mine_partial(self) -> Path:
-        return self.concepts / PARTIAL
-
-    @property
-    def teachability(self) -> Path:
-        return self.root / TEACHABILITY
-
-    @property
-    def teachability_config(self) -> Path:
-        return self.root / TEACHABILITY_CONFIG
-
-    @property
-    def pool(self) -> Path:
-        return self.root / POOL
-
-    @property
-    def pool_top1(self) -> Path:
-        return self.root / POOL_TOP1
-
-    @property
-    def novelty_basis(self) -> Path:
-        return self.root / NOVELTY_BASIS
-
-    @property
-    def novelty(self) -> Path:
-        return self.root / NOVELTY
-
-    @property
-    def funnel(self) -> Path:
-        return self.root / FUNNEL
-
-    @property
-    def prototypes(self) -> Path:
-        return self.root / PROTOTYPES
-
-    @property
-    def kept(self) -> Path:
-        return self.root / KEPT
-
-    @property
-    def figures(self) -> Path:
-        return self.root / FIGURES
+    config = _At(CONFIG)
+    roots = _At(ROOTS)
+    rollouts = _At(ROLLOUTS)
+    rollouts_partial = _At(ROLLOUTS_PARTIAL)
+    activations = _At(ACTIVATIONS)
+    lines = _At(ACTIVATIONS, LINES)
+    concepts = _At(CONCEPTS_DIR)  # the concept set's directory (concepts.jsonl + vectors.npz)
+    mine_partial = _At(CONCEPTS_DIR, PARTIAL)
+    teachability = _At(TEACHABILITY)
+    teachability_config = _At(TEACHABILITY_CONFIG)
+    pool = _At(POOL)
+    pool_top1 = _At(POOL_TOP1)
+    novelty_basis = _At(NOVELTY_BASIS)
+    novelty = _At(NOVELTY)
+    funnel = _At(FUNNEL)
+    prototypes = _At(PROTOTYPES)
+    kept = _At(KEPT)
+    figures = _At(FIGURES)
+    puzzles = _At(PUZZLES_DIR)  # the puzzle stage's directory (its files: `PuzzleDir`)
+    report = _At(REPORT)
+    static_concepts = _At(STATIC_CONCEPTS)
+    stages = _At(STAGES_DIR)
 
     def figure(self, name: str) -> Path:
         """RUN/figures/<name> (the named figures: NOVELTY_SPECTRUM, FUNNEL_FIGURE, CONTROLS_FIGURE)."""
         return self.figures / name
 
-    @property
-    def puzzles(self) -> Path:
-        """The puzzle stage's directory (see `PuzzleDir` for its files)."""
-        return self.root / PUZZLES_DIR
-
-    @property
-    def report(self) -> Path:
-        return self.root / REPORT
-
-    @property
-    def static_concepts(self) -> Path:
-        return self.root / STATIC_CONCEPTS
-
-    # --- run state
-    @property
-    def stages(self) -> Path:
-        return self.root / STAGES_DIR
+    def concept_kind(self, kind: str) -> Path:
+        """RUN/concepts/<kind>/: the concept set of another concept kind (read with the mined ones)."""
+        return self.concepts / kind
 
     def marker(self, stage: str, *, started: bool = False) -> Path:
         """RUN/stages/<stage>.json (done) or <stage>.started.json (running, with the stage's hash)."""
         return self.stages / f"{stage}{'.started' if started else ''}.json"
 
     def concept_dirs(self) -> list[Path]:
-        """Directories holding a concepts.jsonl: RUN itself, RUN/concepts, RUN/concepts/<layer>/ (in that order)."""
+        """Directories holding a concepts.jsonl: RUN itself, RUN/concepts, RUN/concepts/<kind or layer>/ (in order)."""
         out = []
         for jsonl in [self.root / CONCEPTS, self.concepts / CONCEPTS, *sorted(self.concepts.glob(f"*/{CONCEPTS}"))]:
             if jsonl.is_file():
@@ -185,40 +130,14 @@ class RunDir:
         return out
 
 
-@dataclass(frozen=True)
-class PuzzleDir:
+class PuzzleDir(_Dir):
     """The files of the puzzle stage's directory (RUN/puzzles/, or any --out of `azc puzzles build`)."""
 
-    root: Path
-
-    @property
-    def state(self) -> Path:
-        return self.root / PUZZLE_STATE
-
-    @property
-    def candidates(self) -> Path:
-        return self.root / PUZZLE_CANDIDATES
-
-    @property
-    def engine(self) -> Path:
-        return self.root / PUZZLE_ENGINE
-
-    @property
-    def config(self) -> Path:
-        return self.root / PUZZLE_CONFIG
-
-    @property
-    def puzzles(self) -> Path:
-        return self.root / PUZZLES
-
-    @property
-    def report(self) -> Path:
-        return self.root / PUZZLES_REPORT
-
-    @property
-    def summary(self) -> Path:
-        return self.root / PUZZLES_SUMMARY
-
-    @property
-    def export(self) -> Path:
-        return self.root / EXPORT
+    state = _At(PUZZLE_STATE)
+    candidates = _At(PUZZLE_CANDIDATES)
+    engine = _At(PUZZLE_ENGINE)
+    config = _At(PUZZLE_CONFIG)
+    puzzles = _At(PUZZLES)
+    report = _At(PUZZLES_REPORT)
+    summary = _At(PUZZLES_SUMMARY)
+    export = _At(EXPORT)

@@ -14,9 +14,9 @@ commands can take the same options (`BackendOpt`, `AddressOpt`, `WorkersOpt`) an
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +29,7 @@ from alphazero_concepts.core.rundir import ROLLOUTS
 from alphazero_concepts.distributed.backend import BACKENDS, Backend, BackendConfig, ProgressFn, ShardError
 
 console = Console()
+T = TypeVar("T")
 
 BackendOpt = Annotated[str, typer.Option(
     "--backend", help="Where shards run: local (this machine) or ray (a Ray cluster, or a local Ray instance)")]
@@ -105,6 +106,24 @@ def _report_problems(problems: list[str]) -> None:
         console.print(f"[yellow]{len(problems)} records skipped[/yellow]")
 
 
+def _sharded(label: str, backend: str, address: str | None, workers: int,
+             run: Callable[[Backend, ProgressFn], T], errors: tuple[type[Exception], ...] = (ShardError,)) -> T:
+    """`run(backend, progress)` on the backend the options name, with a progress bar; its errors exit 2."""
+    with backend_from_options(backend, address, workers) as ex, shard_progress(label) as progress:
+        try:
+            return run(ex, progress)
+        except errors as exc:
+            raise _fail(str(exc)) from exc
+
+
+def _config(make: Callable[[], T], errors: tuple[type[Exception], ...] = (ValueError,)) -> T:
+    """A stage config from the options; a bad value exits 2 naming it."""
+    try:
+        return make()
+    except errors as exc:
+        raise _fail(str(exc)) from exc
+
+
 def _summary(report) -> str:  # type: ignore[no-untyped-def]
     return (f"{report.ran} shards run on {report.backend}, {report.skipped} already finished, "
             f"{report.seconds:.1f} s")
@@ -136,17 +155,11 @@ def rollouts_cmd(
 
     output_dir(out)
     boards = read_records(roots_file, root_board, "roots")[:limit]
-    try:
-        config = RolloutStageConfig(length=length, max_subpar=subpar, simulations=sims, seed=seed,
-                                    **({"shard_size": shard_size} if shard_size else {}))
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
+    config = _config(lambda: RolloutStageConfig(length=length, max_subpar=subpar, simulations=sims, seed=seed,
+                                                **({"shard_size": shard_size} if shard_size else {})))
     _, _, source = _load(model, device, ship_weights)
-    with backend_from_options(backend, address, workers) as ex, shard_progress("rollouts") as progress:
-        try:
-            result = run_rollouts(ex, boards, source, config, out, progress=progress)
-        except ShardError as exc:
-            raise _fail(str(exc)) from exc
+    result = _sharded("rollouts", backend, address, workers,
+                      lambda ex, progress: run_rollouts(ex, boards, source, config, out, progress=progress))
     n_lines = sum(len(r.subpar) for r in result.rollouts)
     console.print(f"{len(result.rollouts)} roots, {n_lines} sub-par lines → {out / ROLLOUTS} "
                   f"({_summary(result.report)})")
@@ -174,15 +187,11 @@ def mine_cmd(
     net, meta, source = _load(model, device, ship_weights)
     if layer not in net.layer_names:
         raise _fail(f"unknown layer {layer!r}; the network has: {', '.join(net.layer_names)}")
-    try:
-        config = MineConfig(layer=layer, player=player, **({"shard_size": shard_size} if shard_size else {}))
-    except ValueError as exc:
-        raise _fail(str(exc)) from exc
-    with backend_from_options(backend, address, workers) as ex, shard_progress("mine") as progress:
-        try:
-            result = mine_rollouts(ex, items, source, config, out, model=meta.name, progress=progress)
-        except ShardError as exc:
-            raise _fail(str(exc)) from exc
+    config = _config(lambda: MineConfig(layer=layer, player=player,
+                                        **({"shard_size": shard_size} if shard_size else {})))
+    result = _sharded("mine", backend, address, workers,
+                      lambda ex, progress: mine_rollouts(ex, items, source, config, out, model=meta.name,
+                                                         progress=progress))
     console.print(f"{len(result.vectors)} concepts from {len(items)} roots at {layer} → {out} "
                   f"({_summary(result.report)})")
 
@@ -212,17 +221,14 @@ def collect_cmd(
     output_dir(out)
     items = read_positions_or_fail(positions, min_ply=min_ply, limit=limit)
     net, meta, source = _load(model, device, ship_weights)
-    try:
-        config = CollectConfig(layers=tuple(layers or net.layer_names), batch_size=batch_size,
-                               **({"shard_size": shard_size} if shard_size else {}))
-    except (InputError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
-    with backend_from_options(backend, address, workers) as ex, shard_progress("collect") as progress:
-        try:
-            result = collect_activations(ex, items, source, net.layer_names, config, out,
-                                         model_id=meta.extra.get("sha256", meta.name), progress=progress)
-        except (ShardError, StoreError) as exc:
-            raise _fail(str(exc)) from exc
+    config = _config(lambda: CollectConfig(layers=tuple(layers or net.layer_names), batch_size=batch_size,
+                                           **({"shard_size": shard_size} if shard_size else {})),
+                     (InputError, ValueError))
+    result = _sharded("collect", backend, address, workers,
+                      lambda ex, progress: collect_activations(ex, items, source, net.layer_names, config, out,
+                                                               model_id=meta.extra.get("sha256", meta.name),
+                                                               progress=progress),
+                      (ShardError, StoreError))
     done = _summary(result.report) if result.report else "already complete"
     console.print(f"{result.store.n} positions × {len(config.layers)} layers → {out} ({done})")
 

@@ -8,7 +8,9 @@ assembles the finished shards into the stage's usual artifact:
     collect_activations → <out>/index.jsonl, <layer>.npy, progress.json  (an `ActivationStore`, as `azc collect`)
     mine_rollouts       → <out>/concepts.jsonl + vectors.npz        (what `azc mine` writes)
 
-with the shards themselves in `<out>/shards/` (resume record, see `backend.ShardStore`). The pipeline code is the
+with the shards themselves in `<out>/shards/` (resume record, see `backend.ShardStore`). The work of a shard is
+the stage's own driver (`stages.rollouts.search_roots`, `stages.mine.mine_roots`,
+`concepts.activations.layer_activations`), the same the `azc` commands and the pipeline call; the code is the
 same for every backend. Results depend on the inputs, the seed and the shard size (network batches are formed
 within a shard), never on the backend: a shard's seed is (seed, shard index), and shard functions run with one
 thread (torch and BLAS) everywhere.
@@ -31,7 +33,14 @@ import numpy as np
 import torch
 
 from alphazero_concepts.chess.positions import Position, boards_of
-from alphazero_concepts.concepts.activations import INDEX, PROGRESS, ActivationStore, StoreError, _write_index
+from alphazero_concepts.concepts.activations import (
+    INDEX,
+    PROGRESS,
+    ActivationStore,
+    StoreError,
+    _write_index,
+    layer_activations,
+)
 from alphazero_concepts.concepts.conceptset import ConceptSet
 from alphazero_concepts.core.config import DictConfig
 from alphazero_concepts.core.files import atomic_write_bytes, write_jsonl
@@ -309,13 +318,11 @@ def activation_shard(ctx: CollectContext, positions: list[dict]) -> ShardResult:
     boards = list(boards_of(Position.from_dict(p) for p in positions))  # game order: one push a position
     parts: dict[str, list[np.ndarray]] = {name: [] for name in ctx.layers}
     net.eval()
-    with torch.inference_mode():
-        for lo in range(0, len(boards), ctx.batch_size):
-            batch = boards[lo:lo + ctx.batch_size]
-            planes = torch.from_numpy(net.format.encode(batch)).to(net.device)
-            _, cache = net.run_with_cache(planes, list(ctx.layers))
-            for name in ctx.layers:
-                parts[name].append(cache[name].reshape(len(batch), -1).to("cpu", torch.float16).numpy())
+    for lo in range(0, len(boards), ctx.batch_size):
+        batch = boards[lo:lo + ctx.batch_size]
+        cache = layer_activations(net, batch, ctx.layers)
+        for name in ctx.layers:
+            parts[name].append(cache[name].reshape(len(batch), -1).to("cpu", torch.float16).numpy())
     return ShardResult([], {name: np.concatenate(p) for name, p in parts.items()})
 
 

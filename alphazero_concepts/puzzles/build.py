@@ -28,16 +28,7 @@ import chess
 from torch import nn
 
 from alphazero_concepts.chess.positions import ReadReport
-from alphazero_concepts.core.rundir import (
-    PROTOTYPES,
-    PUZZLE_CANDIDATES,
-    PUZZLE_CONFIG,
-    PUZZLE_ENGINE,
-    PUZZLE_STATE,
-    PUZZLES,
-    PUZZLES_DIR,
-    PUZZLES_REPORT,
-)
+from alphazero_concepts.core.rundir import PuzzleDir, RunDir
 from alphazero_concepts.puzzles.book import BuildReport, PuzzleBook, human_probs_for, make_book
 from alphazero_concepts.puzzles.candidates import (
     Candidate,
@@ -62,43 +53,26 @@ class BuildError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class RunPaths:
-    """Where the puzzle stage reads and writes inside a run directory."""
+class RunPaths(PuzzleDir):
+    """Where the puzzle stage reads and writes: its input `prototypes` and its directory `root` (`PuzzleDir`)."""
 
     run: Path
     prototypes: Path
-    out: Path
+
+    def __init__(self, run: Path, prototypes: Path, out: Path) -> None:
+        super().__init__(out)
+        object.__setattr__(self, "run", run)
+        object.__setattr__(self, "prototypes", prototypes)
+
+    @property
+    def out(self) -> Path:
+        return self.root
 
     @classmethod
     def of(cls, run: str | os.PathLike[str], prototypes: str | os.PathLike[str] | None = None,
            out: str | os.PathLike[str] | None = None) -> RunPaths:
-        run = Path(run)
-        return cls(run, Path(prototypes) if prototypes else run / PROTOTYPES,
-                   Path(out) if out else run / PUZZLES_DIR)
-
-    @property
-    def state(self) -> Path:
-        return self.out / PUZZLE_STATE
-
-    @property
-    def candidates(self) -> Path:
-        return self.out / PUZZLE_CANDIDATES
-
-    @property
-    def engine(self) -> Path:
-        return self.out / PUZZLE_ENGINE
-
-    @property
-    def config(self) -> Path:
-        return self.out / PUZZLE_CONFIG
-
-    @property
-    def puzzles(self) -> Path:
-        return self.out / PUZZLES
-
-    @property
-    def report(self) -> Path:
-        return self.out / PUZZLES_REPORT
+        rd = RunDir(Path(run))
+        return cls(rd.root, Path(prototypes) if prototypes else rd.prototypes, Path(out) if out else rd.puzzles)
 
 
 @dataclass(frozen=True)

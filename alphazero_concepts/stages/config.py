@@ -22,7 +22,7 @@ from alphazero_concepts.filters.rundir import ORDERS
 from alphazero_concepts.filters.teachability import TeachConfig
 from alphazero_concepts.search.rollouts import RolloutConfig
 from alphazero_concepts.search.roots import RootConfig
-from alphazero_concepts.stages import collect, mine, novelty, puzzles, report, rollouts, roots, teachability
+from alphazero_concepts.stages import collect, mine, novelty, puzzles, report, rollouts, roots, static, teachability
 from alphazero_concepts.stages.base import PipelineError, Stage
 
 PIPELINE_ORDERS = ORDERS
@@ -148,8 +148,9 @@ class PuzzlesStage(DictConfig):
     min_puzzles_per_concept: Annotated[int, Range(1)] = 4
     human: bool = True  # record human_policy_prob (the probability that a model of human play plays the answer)
     # that model: "" = the Maia ladder (maia-1100 … maia-1900, `engines.locate_maia_dir`) when its weights are
-    # found, else the latest checkpoint before the teacher trained on human games only (stage "supervised"; the
-    # earliest earlier one when none is); "maia" = the ladder or an error; else a checkpoint name or model path
+    # found, else `nn.loading.human_model_spec`: the latest checkpoint before the teacher trained on human games
+    # only, or the bundled `human` series for a series of machine play only; "maia" = the ladder or an error;
+    # else a checkpoint name or model path
     human_model: str = ""
     formats: tuple[str, ...] = ("pgn", "epd", "csv", "json", "html")
 
@@ -284,5 +285,5 @@ def load_config(path: str | Path) -> PipelineConfig:
 
 
 # The stages in run order: one module each (see base.py), one config table each above.
-STAGE_LIST: tuple[Stage, ...] = (roots.STAGE, rollouts.STAGE, collect.STAGE, mine.STAGE, teachability.STAGE,
-                                 novelty.STAGE, puzzles.STAGE, report.STAGE)
+STAGE_LIST: tuple[Stage, ...] = (roots.STAGE, rollouts.STAGE, collect.STAGE, mine.STAGE, static.STAGE,
+                                 teachability.STAGE, novelty.STAGE, puzzles.STAGE, report.STAGE)

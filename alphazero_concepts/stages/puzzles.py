@@ -35,8 +35,12 @@ def _human_model(ctx: Context) -> tuple[object | None, str | None]:
                                          else f"{series.directory}:{pc.human_model}", ctx.net.device)
         return human, human_meta.name
     if pc.human and earlier and series is not None:
-        human, human_meta = series.load(series.human_model(ctx.meta.name), ctx.net.device)
-        return human, human_meta.name
+        from alphazero_concepts.nn.loading import human_model_spec, load_network
+
+        spec = human_model_spec(series, ctx.meta.name)
+        if spec is not None:
+            human, human_meta = load_network(spec, ctx.net.device)
+            return human, human_meta.name
     return None, None
 
 

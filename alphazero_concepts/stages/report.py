@@ -1,10 +1,10 @@
-"""Stage "report": RUN/report.html and its figures, from the run directory (`alphazero_concepts.report`)."""
+"""Stage "report": RUN/report.html and its figures, drawn from the run directory's artifacts only."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from alphazero_concepts.core.rundir import REPORT, STATIC_CONCEPTS
+from alphazero_concepts.core.rundir import REPORT
 from alphazero_concepts.report import write_report
 from alphazero_concepts.stages.base import Context, StageDef
 
@@ -14,8 +14,7 @@ if TYPE_CHECKING:
 
 def _run(ctx: Context) -> dict:
     ctx.progress("report", 0, 1)
-    path = write_report(ctx.run, ctx.config, ctx.net, ctx.meta, stages=ctx.stage_names, series=ctx.series(),
-                        log=ctx.log)
+    path = write_report(ctx.run, ctx.config, ctx.meta, stages=ctx.stage_names, series=ctx.series())
     ctx.progress("report", 1, 1)
     return {"report": str(path)}
 
@@ -24,5 +23,5 @@ def _section(config: PipelineConfig) -> dict:
     return {"report": config.report.to_dict()}
 
 
-STAGE = StageDef("report", inputs=("collect", "novelty", "puzzles"), outputs=(REPORT, STATIC_CONCEPTS),
+STAGE = StageDef("report", inputs=("collect", "novelty", "puzzles", "static"), outputs=(REPORT,),
                  section_of=_section, work=_run)
