@@ -49,7 +49,8 @@ def evaluate_series(directory: Path, run: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="distillation series directory")
-    ap.add_argument("--arena", type=Path, help="arena output directory holding ladder.json")
+    ap.add_argument("--arena", type=Path, help="arena output directory holding ladder.json (its Elos pick the "
+                                               "strongest; without it, the last checkpoint)")
     ap.add_argument("--names", help="comma-separated checkpoint names to bundle")
     ap.add_argument("--out", type=Path, default=MODELS_DIR / DEFAULT_SERIES)
     ap.add_argument("--status", default="engine-distilled kick-start (see MODEL.md)")
@@ -58,18 +59,20 @@ def main() -> None:
     if args.evaluate is not None:
         evaluate_series(args.evaluate, args.run)
         return
-    if args.arena is None or not args.names:
-        ap.error("--arena and --names are needed to bundle")
+    if not args.names:
+        ap.error("--names is needed to bundle")
 
     names = [n.strip() for n in args.names.split(",") if n.strip()]
-    ladder = json.loads((args.arena / "ladder.json").read_text())
-    elos = {row["name"]: row["elo"] for row in ladder["checkpoints"] if row.get("elo") is not None}
+    elos: dict[str, float] = {}
+    if args.arena is not None:  # without a ladder the series' last checkpoint counts as the strongest
+        ladder = json.loads((args.arena / "ladder.json").read_text())
+        elos = {row["name"]: row["elo"] for row in ladder["checkpoints"] if row.get("elo") is not None}
     if args.out.exists():
         shutil.rmtree(args.out)
     series = Series.open(args.run).copy_to(args.out, names=names, name=DEFAULT_SERIES)
     series.info = {"status": args.status, "source": str(args.run), "ladder": "ladder.json"}
     series.set_elo({n: e for n, e in elos.items() if n in names})
-    for name in ("ladder.json", "ladder.png"):
+    for name in ("ladder.json", "ladder.png") if args.arena is not None else ():
         if (args.arena / name).is_file():
             shutil.copyfile(args.arena / name, args.out / name)
     size = sum(series.path_of(n).stat().st_size for n in series.names)
