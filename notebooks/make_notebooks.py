@@ -116,13 +116,13 @@ earlier checkpoint learn it from its prototypes?), METHOD.md §3–4, on small s
     new_code_cell(SETUP),
     new_code_cell("""\
 from alphazero_concepts.filters.novelty import NoveltyConfig, build_basis, spectrum_figure
-from alphazero_concepts.concepts.samples import SelfPlayConfig, human_sample, layer_latents, selfplay_sample
+from alphazero_concepts.concepts.samples import SelfPlaySampleConfig, human_sample, layer_latents, selfplay_sample
 from alphazero_concepts.filters.validation import bundled_human_games
 from alphazero_concepts.nn.loading import bundled_series, load_network
 
 net, meta = load_network("teacher")
 human = human_sample(bundled_human_games(), 300, seed=0)
-machine = selfplay_sample(net, SelfPlayConfig(positions=300, seed=0))
+machine = selfplay_sample(net, SelfPlaySampleConfig(positions=300, seed=0))
 zh = layer_latents(net, human, ["block5"])["block5"]
 zm = layer_latents(net, machine, ["block5"])["block5"]
 basis = build_basis(zh, zm, "block5", NoveltyConfig(positions=300, max_components=256))

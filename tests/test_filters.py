@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from alphazero_concepts.concepts.conceptset import ConceptSet
 from alphazero_concepts.concepts.samples import (
     PositionSample,
-    SelfPlayConfig,
+    SelfPlaySampleConfig,
     layer_latents,
     positions_sample,
     selfplay_sample,
@@ -349,7 +349,7 @@ def test_bootstrap_interval() -> None:
 
 @pytest.mark.unit
 def test_selfplay_sample_keeps_history_and_round_trips(tmp_path: Path, student) -> None:
-    config = SelfPlayConfig(positions=60, parallel_games=4, skip_plies=6, sample_plies=10, max_plies=40, seed=1)
+    config = SelfPlaySampleConfig(positions=60, parallel_games=4, skip_plies=6, sample_plies=10, max_plies=40, seed=1)
     s = selfplay_sample(student, config)
     assert len(s) == 60 and s.info["games"] >= 1
     assert (s.origin[:, 1] >= 6).all()

@@ -226,3 +226,46 @@ def test_the_format_encodes_a_black_to_move_board_for_the_net() -> None:
     # the legal moves of Black index into the logits
     _, idx = net.format.legal_move_indices(board)
     assert np.isfinite(logits[0, idx]).all() and len(set(idx.tolist())) == board.legal_moves.count()
+
+
+def test_latents_are_the_same_from_boards_positions_planes_and_a_sample() -> None:
+    """One batched `latents` whatever the input, equal to `run_with_cache` with the same batches, no hook left."""
+    from alphazero_concepts.chess.positions import Position
+    from alphazero_concepts.concepts.samples import positions_sample
+
+    net = make_net()
+    boards = [chess.Board()]
+    for uci in ("e2e4", "e7e5", "g1f3", "b8c6"):
+        boards.append(boards[-1].copy())
+        boards[-1].push_uci(uci)
+    planes = torch.from_numpy(encode(boards))
+    layers = ["block1", "value.fc1"]
+    with torch.inference_mode():
+        cache = {}
+        for lo in (0, 2, 4):
+            _, part = net.run_with_cache(planes[lo:lo + 2], layers)
+            for name in layers:
+                cache.setdefault(name, []).append(part[name].reshape(len(part[name]), -1).numpy())
+    want = {name: np.concatenate(parts) for name, parts in cache.items()}
+    positions = [Position(chess.STARTING_FEN, [m.uci() for m in b.move_stack]) for b in boards]
+    for given in (boards, iter(boards), positions, planes.numpy(), positions_sample(boards)):
+        got = net.latents(given, layers, batch_size=2)
+        assert all(np.array_equal(got[name], want[name]) for name in layers)
+    assert net.hook_count() == 0
+    assert net.latents([], layers)["block1"].shape == (0, 8 * 64)
+    rows = np.array([4, 0])
+    batches = list(net.iter_latents(planes.numpy(), ["stem"], batch_size=1, rows=rows))
+    assert [b.rows.tolist() for b in batches] == [[4], [0]]
+    assert batches[0].numpy("stem", torch.float16).dtype == np.float16
+
+
+def test_hook_points_are_found_by_their_place_in_the_module_tree() -> None:
+    from alphazero_concepts.nn.network import HookPoint, hook_layer_name
+
+    assert [hook_layer_name(p) for p in ("hook_stem", "blocks.3.hook_conv1", "blocks.3.hook_out",
+                                         "hook_value_fc1", "hook_mlh_out")] == \
+        ["stem", "block3.conv1", "block3", "value.fc1", "mlh.out"]
+    with pytest.raises(ValueError, match="HookPoint"):
+        hook_layer_name("value_head.out")
+    net = make_net()
+    assert all(isinstance(net._hook_points[name], HookPoint) for name in net.layer_names)

@@ -1,11 +1,12 @@
 """One pairing: all games between two players played concurrently, with PGNs and a JSON-serialisable record.
 
 Game g starts from opening ``g // 2`` of the list (cycled) and player A has White in even games, Black in odd
-ones, so every opening is played once with each colour. All games advance together: at each step player A is
-asked for moves in every live game where it is to move (one call, so our MCTS batches its network calls
-across games), then player B likewise. A game ends by the rules — checkmate, stalemate, insufficient material,
-threefold repetition (the position occurs three times; claimed at once), the fifty-move rule (claimed at once) —
-or, at `max_plies` plies (opening included), by adjudication as a draw, recorded as such.
+ones, so every opening is played once with each colour. All games advance together in the batched game driver
+(`search.games`): at each step player A is asked for moves in every live game where it is to move (one call, so
+our MCTS batches its network calls across games), then player B likewise. A game ends by the rules —
+checkmate, stalemate, insufficient material, threefold repetition (the position occurs three times; claimed at
+once), the fifty-move rule (claimed at once) — or, at `max_plies` plies (opening included), by adjudication as a
+draw, recorded as such.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import chess.pgn
 
 from alphazero_concepts.arena.players import Player
 from alphazero_concepts.nn.checkpoints import atomic_write_bytes
+from alphazero_concepts.search.games import play_batched
 
 Opening = tuple[str, chess.Board]
 MatchProgress = Callable[[int, int], None]  # (games finished, games in the match)
@@ -173,27 +175,31 @@ def play_match(a: Player, b: Player, games: int, openings: Sequence[Opening], *,
     for g, game in (done or {}).items():
         boards[g] = _replay(game, boards[g], g, record(g, ("*", "")))
         finished[g] = game
-    live = [g for g in range(games) if g not in finished]
     if progress is not None and finished:
         progress(len(finished), games)
-    while live:
-        for player in (a, b):
-            mine = [g for g in live if g not in finished and (white[g] is player) == (boards[g].turn == chess.WHITE)]
-            if not mine:
-                continue
-            moves = player.choose_moves([boards[g] for g in mine])
-            for g, move in zip(mine, moves, strict=True):
-                if move not in boards[g].legal_moves:
-                    raise ValueError(f"{player.name} played an illegal move {move} in game {g}: {boards[g].fen()}")
-                boards[g].push(move)
-                end = _termination(boards[g], max_plies)
-                if end is not None:
-                    finished[g] = record(g, end)
-                    if on_game is not None:
-                        on_game(finished[g])
-                    if progress is not None:
-                        progress(len(finished), games)
-        live = [g for g in live if g not in finished]
+
+    def to_move(g: int) -> Player:
+        return a if (white[g] is a) == (boards[g].turn == chess.WHITE) else b
+
+    def play(g: int, move: chess.Move) -> None:
+        if move not in boards[g].legal_moves:
+            raise ValueError(f"{to_move(g).name} played an illegal move {move} in game {g}: {boards[g].fen()}")
+        boards[g].push(move)
+
+    def on_end(g: int, end: tuple[str, str] | None) -> None:
+        assert end is not None  # players always move
+        finished[g] = record(g, end)
+        if on_game is not None:
+            on_game(finished[g])
+        if progress is not None:
+            progress(len(finished), games)
+
+    def chooser(player: Player) -> Callable[[list[int]], list[chess.Move]]:
+        return lambda gs: player.choose_moves([boards[g] for g in gs])
+
+    play_batched([g for g in range(games) if g not in finished], [chooser(a), chooser(b)], play=play,
+                 end=lambda g: _termination(boards[g], max_plies), on_end=on_end,
+                 mover=lambda g: 0 if to_move(g) is a else 1)
 
     budgets = {a.name: a.budget_text(), b.name: b.budget_text()}
     results = [finished[g] for g in range(games)]

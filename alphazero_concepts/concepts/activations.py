@@ -4,7 +4,7 @@
     <dir>/<layer>.npy        (N, d) float16, numpy .npy format (opened with mmap, never loaded whole)
     <dir>/progress.json      rows finished, layers, dimensions, model sha256: the resume point
 
-Collection streams batches through `run_with_cache` and writes each batch's rows before advancing the progress
+Collection streams batches through `HookedNet.iter_latents` and writes each batch's rows before advancing the progress
 file (atomically), so memory does not grow with N and a killed collection resumes at the first unfinished batch
 without redoing finished rows. Rows written to the memory map are in the page cache at once (a killed process
 loses none of them); they are synced to disk every `SYNC_EVERY_S` seconds and at the end, each time before a
@@ -23,7 +23,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import chess
@@ -157,21 +157,28 @@ class ActivationStore:
             return [json.loads(line) for line in fh]
 
 
-def layer_activations(net: HookedNet, boards: Sequence[chess.Board], layers: Sequence[str]
-                      ) -> dict[str, torch.Tensor]:
-    """One forward pass over `boards` (encoded in the network's own format, no grad): {layer: its output}.
-
-    The one network call of activation capture: `latents`, `collect` and the sharded collection batch around it.
-    """
-    planes = torch.from_numpy(net.format.encode(list(boards))).to(net.device)
-    with torch.inference_mode():
-        _, cache = net.run_with_cache(planes, list(layers))
-    return cache
-
-
 def latents(net: HookedNet, boards: Sequence[chess.Board], layer: str) -> np.ndarray:
-    """(len(boards), d) float32 activations of one layer for a few boards, in memory (e.g. one rollout line)."""
-    return layer_activations(net, boards, [layer])[layer].reshape(len(boards), -1).float().cpu().numpy()
+    """(len(boards), d) float32 activations of one layer for a few boards in one pass (e.g. one rollout line)."""
+    return net.latents(boards, [layer], batch_size=max(1, len(boards)))[layer]
+
+
+def fill_rows(net: HookedNet, positions: Sequence[Position | chess.Board], layers: Sequence[str],
+              arrays: dict[str, np.ndarray], *, start: int = 0, batch_size: int = 256) -> Iterator[int]:
+    """Write the float16 rows of `positions[start:]` into `arrays` ({layer: (N, d) float16}), `batch_size` at a
+    time in eval mode; yields the rows done after each batch.
+
+    The collection driver's work, shared by `collect` (a memory-mapped store) and the sharded collection (one
+    shard's arrays): the same batches give the same rows on every path.
+    """
+    net.eval()
+    with torch.inference_mode():  # game-ordered positions cost one move pushed each (`boards_of`), no replays
+        for batch in net.iter_latents(positions[start:], layers, batch_size):
+            lo, hi = start + int(batch.rows[0]), start + int(batch.rows[-1]) + 1
+            for name in layers:  # float32 activations to float16 rows, in one pass on a CPU
+                acts = batch.acts[name]
+                acts = acts if acts.device.type == "cpu" else acts.half()  # GPU: half the bytes
+                torch.from_numpy(arrays[name][lo:hi]).view(acts.shape).copy_(acts)
+            yield hi
 
 
 def collect(
@@ -216,17 +223,9 @@ def collect(
         index_writer = threading.Thread(target=_write_index, args=(out / INDEX, positions), daemon=True,
                                         name="activation-index")
         index_writer.start()
-    net.eval()
     start = meta["rows_done"]
     synced = time.monotonic()
-    boards = boards_of(positions[start:])  # game-ordered positions: one move pushed each, no replays
-    with torch.inference_mode():
-        for lo in range(start, n, batch_size):
-            hi = min(n, lo + batch_size)
-            cache = layer_activations(net, list(itertools.islice(boards, hi - lo)), layers)
-            for name in layers:  # float32 activations to float16 rows in the memory map, in one pass on a CPU
-                acts = cache[name] if cache[name].device.type == "cpu" else cache[name].half()  # GPU: half the bytes
-                torch.from_numpy(arrays[name][lo:hi]).view(acts.shape).copy_(acts)
+    for hi in fill_rows(net, positions, layers, arrays, start=start, batch_size=batch_size):
             meta["rows_done"] = hi
             durable = time.monotonic() - synced > SYNC_EVERY_S
             if durable:  # rows to disk first, then the progress that counts them

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import chess
 import numpy as np
-import torch
 
 from alphazero_concepts.chess.encoding import PositionArrays, boards_to_arrays, game_to_arrays
 from alphazero_concepts.chess.positions import (
@@ -39,6 +38,7 @@ from alphazero_concepts.chess.positions import (
 from alphazero_concepts.core.config import DictConfig
 from alphazero_concepts.core.files import atomic_write_bytes
 from alphazero_concepts.nn.network import HookedNet, predict
+from alphazero_concepts.search.games import play_batched
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator, legal_softmax
 from alphazero_concepts.search.roots import bundled_openings
 
@@ -140,7 +140,7 @@ class PositionSample:
 
 
 @dataclass(frozen=True)
-class SelfPlayConfig(DictConfig):
+class SelfPlaySampleConfig(DictConfig):
     """How the teacher's self-play positions are generated.
 
     mode "policy" samples the raw policy (one batched forward pass per ply for all games: fast); "mcts" plays
@@ -162,25 +162,25 @@ class SelfPlayConfig(DictConfig):
 
     def __post_init__(self) -> None:
         if self.mode not in ("policy", "mcts"):
-            raise ValueError(f"SelfPlayConfig.mode must be 'policy' or 'mcts', got {self.mode!r}")
+            raise ValueError(f"SelfPlaySampleConfig.mode must be 'policy' or 'mcts', got {self.mode!r}")
         if self.positions < 1 or self.parallel_games < 1:
-            raise ValueError("SelfPlayConfig.positions and parallel_games must be ≥ 1")
+            raise ValueError("SelfPlaySampleConfig.positions and parallel_games must be ≥ 1")
         if self.oversample < 1.0:
-            raise ValueError(f"SelfPlayConfig.oversample must be ≥ 1, got {self.oversample}")
+            raise ValueError(f"SelfPlaySampleConfig.oversample must be ≥ 1, got {self.oversample}")
 
 
-def _choose(weights: np.ndarray, ply: int, config: SelfPlayConfig, rng: np.random.Generator) -> int:
+def _choose(weights: np.ndarray, ply: int, config: SelfPlaySampleConfig, rng: np.random.Generator) -> int:
     if ply < config.sample_plies and config.temperature > 0 and weights.sum() > 0:
         p = np.asarray(weights, dtype=np.float64) ** (1.0 / config.temperature)
         return int(rng.choice(len(p), p=p / p.sum()))
     return int(np.argmax(weights))
 
 
-def selfplay_sample(net: HookedNet, config: SelfPlayConfig | None = None,
+def selfplay_sample(net: HookedNet, config: SelfPlaySampleConfig | None = None,
                     openings: Sequence[tuple[str, chess.Board]] | None = None,
                     progress: Callable[[int, int], None] | None = None) -> PositionSample:
     """`config.positions` positions drawn uniformly from the teacher's self-play games (seeded, reproducible)."""
-    config = config or SelfPlayConfig()
+    config = config or SelfPlaySampleConfig()
     rng = np.random.default_rng(config.seed)
     openings = list(openings or bundled_openings())
     fmt = net.format
@@ -192,40 +192,39 @@ def selfplay_sample(net: HookedNet, config: SelfPlayConfig | None = None,
     fens: list[str] = []
     origin: list[tuple[int, int]] = []
     games: list[tuple[str, list[str]]] = []
+
+    def choose(live: list[tuple[int, chess.Board]]) -> list[chess.Move]:
+        """Keep the live positions past the book plies, then every live game's move in one batched call."""
+        live_boards = [board for _, board in live]
+        arrays = boards_to_arrays(live_boards)
+        keep = [j for j, b in enumerate(live_boards) if len(b.move_stack) >= config.skip_plies]
+        if keep:
+            parts.append(_take(arrays, np.array(keep)))
+            fens.extend(live_boards[j].fen() for j in keep)
+            origin.extend((live[j][0], len(live_boards[j].move_stack)) for j in keep)
+            if progress:
+                progress(min(len(fens), target), target)
+        if mcts is not None:
+            results = mcts.search(live_boards)
+            return [r.moves[_choose(r.visits, len(b.move_stack), config, rng)]
+                    for r, b in zip(results, live_boards, strict=True)]
+        logits, _ = predict(net, fmt.arrays_to_planes(arrays))
+        legal = [fmt.legal_move_indices(b) for b in live_boards]
+        probs = legal_softmax(logits, [ix for _, ix in legal])
+        return [mv[_choose(p, len(b.move_stack), config, rng)]
+                for (mv, _), p, b in zip(legal, probs, live_boards, strict=True)]
+
     per_game = 60.0  # positions a game yields (running estimate): sizes the last wave so that games finish
     while len(fens) < target:
         first = len(games)
         n_games = min(config.parallel_games, max(1, math.ceil((target - len(fens)) / per_game)))
         boards = [openings[(first + k) % len(openings)][1].copy() for k in range(n_games)]
         games.extend((b.root().fen(), []) for b in boards)
-        live = [k for k, b in enumerate(boards) if not b.is_game_over(claim_draw=True)]
         before = len(fens)
-        while live:
-            live_boards = [boards[k] for k in live]
-            arrays = boards_to_arrays(live_boards)
-            keep = [j for j, b in enumerate(live_boards) if len(b.move_stack) >= config.skip_plies]
-            if keep:
-                parts.append(_take(arrays, np.array(keep)))
-                fens.extend(live_boards[j].fen() for j in keep)
-                origin.extend((first + live[j], len(live_boards[j].move_stack)) for j in keep)
-                if progress:
-                    progress(min(len(fens), target), target)
-            if mcts is not None:
-                results = mcts.search(live_boards)
-                chosen = [r.moves[_choose(r.visits, len(b.move_stack), config, rng)]
-                          for r, b in zip(results, live_boards, strict=True)]
-            else:
-                logits, _ = predict(net, fmt.arrays_to_planes(arrays))
-                legal = [fmt.legal_move_indices(b) for b in live_boards]
-                probs = legal_softmax(logits, [ix for _, ix in legal])
-                chosen = [mv[_choose(p, len(b.move_stack), config, rng)]
-                          for (mv, _), p, b in zip(legal, probs, live_boards, strict=True)]
-            nxt = []
-            for k, board, move in zip(live, live_boards, chosen, strict=True):
-                board.push(move)
-                if not board.is_game_over(claim_draw=True) and len(board.move_stack) < config.max_plies:
-                    nxt.append(k)
-            live = nxt
+        play_batched(list(enumerate(boards, first)), choose, play=lambda game, move: game[1].push(move),
+                     end=lambda game: True if game[1].is_game_over(claim_draw=True)
+                     or len(game[1].move_stack) >= config.max_plies else None,
+                     end_at_start=lambda game: True if game[1].is_game_over(claim_draw=True) else None)
         for k, board in enumerate(boards):
             games[first + k] = (games[first + k][0], [m.uci() for m in board.move_stack])
         per_game = max(1.0, (len(fens) - before) / n_games) if len(fens) > before else per_game
@@ -321,26 +320,16 @@ def load_sample(path: str | Path, n: int | None = None, *, min_ply: int = 10, se
 def forward(net: HookedNet, sample: PositionSample, layers: Sequence[str] = (), rows: np.ndarray | None = None,
             batch_size: int = 512) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
     """Stream (rows, policy logits (b, P) float32, {layer: (b, d) float32}) over the sample in batches."""
-    rows = np.arange(len(sample)) if rows is None else np.asarray(rows, dtype=np.int64)
-    fmt = net.format
     net.eval()
-    for lo in range(0, len(rows), batch_size):
-        chunk = rows[lo:lo + batch_size]
-        planes = torch.from_numpy(sample.planes(fmt, chunk)).to(net.device)
-        with torch.inference_mode():
-            (logits, _), cache = net.run_with_cache(planes, list(layers))
-        acts = {k: v.reshape(len(chunk), -1).float().cpu().numpy() for k, v in cache.items()}
-        yield chunk, logits.float().cpu().numpy(), acts
+    for batch in net.iter_latents(sample, layers, batch_size, rows=np.arange(len(sample)) if rows is None else rows):
+        yield batch.rows, batch.policy.float().cpu().numpy(), {name: batch.numpy(name) for name in layers}
 
 
 def layer_latents(net: HookedNet, sample: PositionSample, layers: Sequence[str], batch_size: int = 512
                   ) -> dict[str, np.ndarray]:
     """(N, d) float32 latents of every position at each layer, in memory (novelty bases use a few thousand)."""
-    out: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    for _, _, acts in forward(net, sample, layers, batch_size=batch_size):
-        for name in layers:
-            out[name].append(acts[name])
-    return {name: np.concatenate(parts) for name, parts in out.items()}
+    net.eval()
+    return net.latents(sample, layers, batch_size)
 
 
 def legal_argmax(logits: np.ndarray, legal: Sequence[np.ndarray]) -> np.ndarray:

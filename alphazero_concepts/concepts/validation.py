@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import chess
 import cvxpy as cp
 import numpy as np
-import torch
 
 from alphazero_concepts.concepts.activations import latents
 from alphazero_concepts.concepts.mining import (
@@ -95,11 +94,7 @@ def piece_concepts(net: HookedNet, config: ValidationConfig) -> dict:
     the best layer chosen on a 20% validation split, its accuracy reported on the remaining 20% test split; the
     mean over concepts of that test accuracy is `best_acc`."""
     boards = _game_positions(config.positions, config.seed)
-    planes = torch.from_numpy(net.format.encode(boards)).to(net.device)
-    with torch.inference_mode():
-        _, cache = net.run_with_cache(planes, list(config.layers))
-    z_by_layer = {layer: cache[layer].reshape(len(boards), -1).float().cpu().numpy() for layer in config.layers}
-    del cache
+    z_by_layer = net.latents(boards, config.layers, batch_size=max(1, len(boards)))  # one pass
     u = np.random.default_rng(config.seed).random(len(boards))
     test, val = u < 0.2, (u >= 0.2) & (u < 0.4)
     train = ~test & ~val

@@ -10,7 +10,7 @@ assembles the finished shards into the stage's usual artifact:
 
 with the shards themselves in `<out>/shards/` (resume record, see `backend.ShardStore`). The work of a shard is
 the stage's own driver (`stages.rollouts.search_roots`, `stages.mine.mine_roots`,
-`concepts.activations.layer_activations`), the same the `azc` commands and the pipeline call; the code is the
+`concepts.activations.fill_rows`), the same the `azc` commands and the pipeline call; the code is the
 same for every backend. Results depend on the inputs, the seed and the shard size (network batches are formed
 within a shard), never on the backend: a shard's seed is (seed, shard index), and shard functions run with one
 thread (torch and BLAS) everywhere.
@@ -30,16 +30,15 @@ from typing import Any, TypeVar
 
 import chess
 import numpy as np
-import torch
 
-from alphazero_concepts.chess.positions import Position, boards_of
+from alphazero_concepts.chess.positions import Position
 from alphazero_concepts.concepts.activations import (
     INDEX,
     PROGRESS,
     ActivationStore,
     StoreError,
     _write_index,
-    layer_activations,
+    fill_rows,
 )
 from alphazero_concepts.concepts.conceptset import ConceptSet
 from alphazero_concepts.core.config import DictConfig
@@ -313,17 +312,15 @@ class CollectContext:
 
 
 def activation_shard(ctx: CollectContext, positions: list[dict]) -> ShardResult:
-    """float16 activations of a shard's positions (`{"start_fen", "moves"}`) at every layer of the context."""
+    """float16 activations of a shard's positions (`{"start_fen", "moves"}`) at every layer of the context,
+    batched as `azc collect` batches (`concepts.activations.fill_rows`, from the shard's first position)."""
     net, _ = ctx.net.load()
-    boards = list(boards_of(Position.from_dict(p) for p in positions))  # game order: one push a position
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in ctx.layers}
-    net.eval()
-    for lo in range(0, len(boards), ctx.batch_size):
-        batch = boards[lo:lo + ctx.batch_size]
-        cache = layer_activations(net, batch, ctx.layers)
-        for name in ctx.layers:
-            parts[name].append(cache[name].reshape(len(batch), -1).to("cpu", torch.float16).numpy())
-    return ShardResult([], {name: np.concatenate(p) for name, p in parts.items()})
+    arrays = {name: np.empty((len(positions), int(np.prod(net.layer_shape(name)))), np.float16)
+              for name in ctx.layers}
+    for _ in fill_rows(net, [Position.from_dict(p) for p in positions], ctx.layers, arrays,
+                       batch_size=ctx.batch_size):
+        pass
+    return ShardResult([], arrays)
 
 
 @dataclass(frozen=True)

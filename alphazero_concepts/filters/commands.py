@@ -106,7 +106,12 @@ def basis_cmd(
     """Build and save the human and machine bases per layer (ranks, spectrum figure); reused by `filter novelty`."""
     from alphazero_concepts.chess.positions import InputError, ReadReport
     from alphazero_concepts.concepts.conceptset import ConceptSet
-    from alphazero_concepts.concepts.samples import SelfPlayConfig, bundled_human_games, load_sample, selfplay_sample
+    from alphazero_concepts.concepts.samples import (
+        SelfPlaySampleConfig,
+        bundled_human_games,
+        load_sample,
+        selfplay_sample,
+    )
     from alphazero_concepts.core.rundir import FIGURES, NOVELTY_BASIS, POOL
     from alphazero_concepts.filters.novelty import NoveltyConfig
     from alphazero_concepts.filters.stages import StageError, novelty_basis_stage
@@ -146,8 +151,8 @@ def basis_cmd(
         else:
             with _progress("self-play") as progress:
                 task = progress.add_task("self-play", total=positions)
-                m = selfplay_sample(net, SelfPlayConfig(positions=positions, skip_plies=min_ply, mode=selfplay_mode,
-                                                        seed=seed),
+                sp_config = SelfPlaySampleConfig(positions=positions, skip_plies=min_ply, mode=selfplay_mode, seed=seed)
+                m = selfplay_sample(net, sp_config,
                                     progress=lambda done, total: progress.update(task, completed=done, total=total))
             m.save(out / "machine_sample.npz")
         figure = (run / FIGURES if run else out) / NOVELTY_SPECTRUM

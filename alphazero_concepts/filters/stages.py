@@ -22,7 +22,7 @@ import numpy as np
 
 from alphazero_concepts.chess.positions import ReadReport
 from alphazero_concepts.concepts.conceptset import Concept, ConceptSet
-from alphazero_concepts.concepts.samples import PositionSample, SelfPlayConfig, layer_latents, selfplay_sample
+from alphazero_concepts.concepts.samples import PositionSample, SelfPlaySampleConfig, layer_latents, selfplay_sample
 from alphazero_concepts.core.files import atomic_write_bytes, write_json
 from alphazero_concepts.core.rundir import (
     CONTROLS_FIGURE,
@@ -243,7 +243,7 @@ def _save_top1(path: Path, pool: Pool, fingerprint: str) -> None:
 
 
 def obtain_pool(run: str | Path, teacher: HookedNet, *, size: int, pool_file: str | Path | None = None,
-                selfplay: SelfPlayConfig | None = None, seed: int = 0, log: Log = print,
+                selfplay: SelfPlaySampleConfig | None = None, seed: int = 0, log: Log = print,
                 progress: Progress | None = None) -> PositionSample:
     """The prototype pool: `pool_file` (a sample, PGN or position file), else RUN/pool.npz, else new self-play."""
     from alphazero_concepts.concepts.samples import load_sample
@@ -258,7 +258,7 @@ def obtain_pool(run: str | Path, teacher: HookedNet, *, size: int, pool_file: st
         sample = PositionSample.load(path)
         log(f"pool: {len(sample)} positions from {path}")
         return sample
-    config = selfplay or SelfPlayConfig(positions=size, seed=seed)
+    config = selfplay or SelfPlaySampleConfig(positions=size, seed=seed)
     log(f"pool: {config.positions} self-play positions of the teacher ({config.mode}) …")
     sample = selfplay_sample(teacher, config, progress=progress)
     sample.save(path)
@@ -267,7 +267,7 @@ def obtain_pool(run: str | Path, teacher: HookedNet, *, size: int, pool_file: st
 
 def teachability_stage(run: str | Path, teacher: HookedNet, students: Sequence[tuple[str, Callable[[], HookedNet]]],
                        config: TeachConfig | None = None, *, teacher_meta: CheckpointMeta | None = None,
-                       pool_file: str | Path | None = None, selfplay: SelfPlayConfig | None = None,
+                       pool_file: str | Path | None = None, selfplay: SelfPlaySampleConfig | None = None,
                        order: str = "teachability-first", limit: int | None = None, group_size: int = 512,
                        log: Log = print, progress: Progress | None = None) -> dict:
     """Teachability of the run's concepts (and random-vector controls) into RUN/teachability.jsonl."""

@@ -29,7 +29,7 @@ import chess
 import numpy as np
 
 from alphazero_concepts.concepts.samples import (
-    SelfPlayConfig,
+    SelfPlaySampleConfig,
     bundled_human_games,
     forward,
     human_sample,
@@ -129,7 +129,7 @@ def filters_validation(net_or_series: HookedNet | Series | str | Path | None = N
     t0 = time.perf_counter()
     if pool_source == "selfplay":
         log(f"teacher self-play pool ({pool_size} positions) …")
-        pool_sample = selfplay_sample(teacher, SelfPlayConfig(positions=pool_size, oversample=1.0, seed=seed))
+        pool_sample = selfplay_sample(teacher, SelfPlaySampleConfig(positions=pool_size, oversample=1.0, seed=seed))
     else:
         log(f"pool: {pool_size} positions of the bundled human games …")
         pool_sample = human_sample(bundled_human_games(), pool_size, min_ply=10, seed=seed)
@@ -154,7 +154,7 @@ def filters_validation(net_or_series: HookedNet | Series | str | Path | None = N
 
     t0 = time.perf_counter()
     log(f"machine positions: {novelty_positions} of the teacher's self-play …")
-    machine = selfplay_sample(teacher, SelfPlayConfig(positions=novelty_positions, oversample=1.0, seed=seed))
+    machine = selfplay_sample(teacher, SelfPlaySampleConfig(positions=novelty_positions, oversample=1.0, seed=seed))
     timings["selfplay_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

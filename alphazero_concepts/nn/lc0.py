@@ -38,7 +38,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alphazero_concepts.chess.formats import BoardFormat, get_format
 from alphazero_concepts.chess.lc0_format import CONV_POLICY_MAP, CONV_POLICY_PLANES, N_PLANES, POLICY_SIZE
 from alphazero_concepts.core.config import DictConfig
 from alphazero_concepts.nn import lc0_proto
@@ -148,18 +147,6 @@ class Lc0Net(HookedNet):
         self.hook_value_conv = HookPoint()
         self.hook_value_fc1 = HookPoint()
         self.hook_value_out = HookPoint()
-        self._hook_points: dict[str, HookPoint] = {"stem": self.hook_stem}
-        for i, block in enumerate(self.blocks):
-            self._hook_points[f"block{i}.conv1"] = block.hook_conv1
-            self._hook_points[f"block{i}.conv2"] = block.hook_conv2
-            self._hook_points[f"block{i}"] = block.hook_out
-        self._hook_points.update({
-            "policy.conv": self.hook_policy_conv,
-            "policy.logits": self.hook_policy_logits,
-            "value.conv": self.hook_value_conv,
-            "value.fc1": self.hook_value_fc1,
-            "value.out": self.hook_value_out,
-        })
         if c.moves_left:
             self.mlh_conv = nn.Conv2d(c.channels, c.mlh_channels, 1)
             self.mlh_fc1 = nn.Linear(c.mlh_channels * 64, c.mlh_hidden)
@@ -167,14 +154,7 @@ class Lc0Net(HookedNet):
             self.hook_mlh_conv = HookPoint()
             self.hook_mlh_fc1 = HookPoint()
             self.hook_mlh_out = HookPoint()
-            self._hook_points.update({"mlh.conv": self.hook_mlh_conv, "mlh.fc1": self.hook_mlh_fc1,
-                                      "mlh.out": self.hook_mlh_out})
         self.to(memory_format=torch.channels_last)  # faster convolutions on CPU, same results
-
-    @property
-    def format(self) -> BoardFormat:
-        """lc0's input encoder and move map."""
-        return get_format(self.config.format)
 
     def layer_shape(self, name: str) -> tuple[int, ...]:
         """Shape of one position's activation at layer `name` (without the batch dimension)."""
@@ -207,14 +187,7 @@ class Lc0Net(HookedNet):
         out = {"policy": self.hook_policy_logits(logits)}
         v = self.hook_value_conv(F.relu(self.value_conv(x)))
         v = self.hook_value_fc1(F.relu(self.value_fc1(v.flatten(1))))
-        raw = self.value_fc2(v)
-        if self.config.wdl:
-            out["wdl"] = raw
-            probs = raw.softmax(dim=1)
-            value = probs[:, 0] - probs[:, 2]
-        else:
-            value = torch.tanh(raw[:, 0])
-        out["value"] = self.hook_value_out(value[:, None])[:, 0]
+        self._value_head(self.value_fc2(v), out)
         if self.config.moves_left:
             m = self.hook_mlh_conv(F.relu(self.mlh_conv(x)))
             m = self.hook_mlh_fc1(F.relu(self.mlh_fc1(m.flatten(1))))

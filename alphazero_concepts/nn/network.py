@@ -14,23 +14,45 @@ Layer names (`AZNet.layer_names`) are the project's stable ids, used by every la
 
 Values are always from the side to move's perspective: +1 means the side to move wins. With a WDL head the
 value is P(win) − P(loss), again for the side to move.
+
+Both network families (`AZNet` here, `nn.lc0.Lc0Net`) derive from `HookedNet`, which finds their hook points by
+module name and gives the one batched activation access every stage uses: `iter_latents` (batches) and
+`latents` (whole arrays), over boards, positions, encoded planes or a sample that encodes itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
+import chess
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from alphazero_concepts.chess.formats import BoardFormat, get_format
+from alphazero_concepts.chess.positions import Position, boards_of
 from alphazero_concepts.core.config import DictConfig
 
 HookFn = Callable[[torch.Tensor], torch.Tensor | None]
+
+
+@runtime_checkable
+class PlaneSource(Protocol):
+    """Positions that encode themselves by rows in a network's format (e.g. `concepts.samples.PositionSample`)."""
+
+    def __len__(self) -> int: ...
+
+    def planes(self, fmt: BoardFormat, rows: np.ndarray) -> np.ndarray: ...
+
+
+# what `HookedNet.latents` reads: boards or (start FEN, moves) records (a one-pass iterable is enough), encoded
+# planes (N, C, 8, 8), or a `PlaneSource`
+Positions = Iterable[chess.Board | Position] | np.ndarray | PlaneSource
 
 
 @dataclass(frozen=True)
@@ -58,7 +80,40 @@ class NetConfig(DictConfig):
 
 
 class HookPoint(nn.Identity):
-    """A named point in the network whose output can be read or replaced by hooks."""
+    """A named point in the network whose output can be read or replaced by hooks.
+
+    Its layer name comes from where it sits in the module tree (`hook_layer_name`): `hook_stem` → stem,
+    `hook_value_fc1` → value.fc1, `blocks.3.hook_conv1` → block3.conv1, `blocks.3.hook_out` → block3.
+    """
+
+
+def hook_layer_name(path: str) -> str:
+    """The project's layer name of the `HookPoint` at module path `path` (see `HookPoint`)."""
+    *owner, leaf = path.split(".")
+    part = leaf.removeprefix("hook_")
+    if owner[:1] == ["blocks"] and len(owner) == 2:
+        return f"block{owner[1]}" + ("" if part == "out" else f".{part}")
+    if owner or part == leaf:
+        raise ValueError(f"{path}: a HookPoint must be a `hook_*` attribute of the network or of one of its blocks")
+    return part.replace("_", ".", 1)
+
+
+@dataclass
+class LatentBatch:
+    """One forward pass of `HookedNet.iter_latents`: the rows it covers and what the network gave for them."""
+
+    rows: np.ndarray  # indices into the positions given
+    policy: torch.Tensor  # (b, P) logits
+    value: torch.Tensor  # (b,) from the side to move's view
+    acts: dict[str, torch.Tensor]  # {layer: activation in its natural shape}, detached, on the network's device
+
+    def flat(self, layer: str) -> torch.Tensor:
+        """(b, d) activations of `layer` on the network's device (each position's activation flattened)."""
+        return self.acts[layer].reshape(len(self.rows), -1)
+
+    def numpy(self, layer: str, dtype: torch.dtype = torch.float32) -> np.ndarray:
+        """(b, d) activations of `layer` as a numpy array of `dtype` (float32, or float16 for stores)."""
+        return self.flat(layer).to("cpu", dtype).numpy()
 
 
 class SqueezeExcitation(nn.Module):
@@ -95,22 +150,52 @@ class ResidualBlock(nn.Module):
 
 
 class HookedNet(nn.Module):
-    """Named hook points with TransformerLens-style access; subclasses fill `_hook_points` in order.
+    """Named hook points with TransformerLens-style access; a subclass names its `HookPoint`s as `HookPoint` says.
 
     Every network of the project (native or converted from lc0 weights) derives from this, so activation
-    capture, steering and teaching see the same interface whatever the weights' origin.
+    capture, steering and teaching see the same interface whatever the weights' origin. A subclass has a
+    `config` with `format` and `wdl`, and a `hook_value_out` hook point.
     """
 
-    _hook_points: dict[str, HookPoint]
+    config: Any  # NetConfig, or nn.lc0.Lc0Config
+
+    @property
+    def _hook_points(self) -> dict[str, HookPoint]:
+        """{layer name: hook point}, input to output: every `HookPoint` of the module tree, named by its path."""
+        found = self.__dict__.get("_hook_point_index")
+        if found is None:
+            found = {hook_layer_name(path): m for path, m in self.named_modules() if isinstance(m, HookPoint)}
+            self.__dict__["_hook_point_index"] = found
+        return found
 
     @property
     def layer_names(self) -> list[str]:
         """Stable names of every readable layer, input to output."""
         return list(self._hook_points)
 
+    def layer_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of one position's activation at layer `name` (without the batch dimension)."""
+        raise NotImplementedError
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def format(self) -> BoardFormat:
+        """The input encoder and move map this network was built for (its config's `format`)."""
+        return get_format(self.config.format)
+
+    def _value_head(self, raw: torch.Tensor, out: dict[str, torch.Tensor]) -> None:
+        """`out["value"]` (N,) from the value head's last layer, side to move's view, through the `value.out`
+        hook: P(win) − P(loss) of a WDL head (its logits also as `out["wdl"]`), else tanh of the one output."""
+        if self.config.wdl:
+            out["wdl"] = raw
+            probs = raw.softmax(dim=1)
+            value = probs[:, 0] - probs[:, 2]
+        else:
+            value = torch.tanh(raw[:, 0])
+        out["value"] = self.hook_value_out(value[:, None])[:, 0]
 
     def _unknown(self, name: str) -> str:
         return f"unknown layer {name!r}; known layers: {', '.join(self.layer_names)}"
@@ -156,6 +241,60 @@ class HookedNet(nn.Module):
         """Number of forward hooks currently attached anywhere in the network (0 outside `hooks()`)."""
         return sum(len(m._forward_hooks) for m in self.modules())
 
+    @torch.inference_mode()
+    def iter_latents(self, positions: Positions, layers: Sequence[str] = (), batch_size: int = 256, *,
+                     rows: np.ndarray | None = None) -> Iterator[LatentBatch]:
+        """Run `positions` through the network `batch_size` at a time (no gradients), one `LatentBatch` each.
+
+        Boards and `Position` records are encoded in the network's own format (`boards_of`: game-ordered
+        positions cost one move each); planes are used as they are; a `PlaneSource` encodes its `rows` (all
+        when None; `rows` needs planes or a source). The network runs in the mode it is in (callers set eval).
+        """
+        layers = list(layers)
+        if isinstance(positions, np.ndarray | PlaneSource):
+            order = np.arange(len(positions)) if rows is None else np.asarray(rows, dtype=np.int64)
+            for lo in range(0, len(order), batch_size):
+                chunk = order[lo:lo + batch_size]
+                if isinstance(positions, np.ndarray):
+                    x = np.ascontiguousarray(positions[lo:lo + len(chunk)] if rows is None else positions[chunk])
+                else:
+                    x = positions.planes(self.format, chunk)
+                yield self._latent_batch(chunk, x, layers)
+            return
+        if rows is not None:
+            raise TypeError("rows selects from planes or a PlaneSource, not from boards")
+        boards = boards_of(positions)
+        for lo in itertools.count(0, batch_size):
+            batch = list(itertools.islice(boards, batch_size))
+            if not batch:
+                return
+            yield self._latent_batch(np.arange(lo, lo + len(batch)), self.format.encode(batch), layers)
+
+    def _latent_batch(self, rows: np.ndarray, planes: np.ndarray, layers: list[str]) -> LatentBatch:
+        (policy, value), cache = self.run_with_cache(torch.from_numpy(planes).to(self.device), layers)
+        return LatentBatch(rows, policy, value, cache)
+
+    def latents(self, positions: Positions, layers: Sequence[str], batch_size: int = 256, *,
+                dtype: torch.dtype = torch.float32, progress: Callable[[int, int], None] | None = None
+                ) -> dict[str, np.ndarray]:
+        """{layer: (N, d) activations} of every position, in memory (see `iter_latents` for the inputs).
+
+        For the few thousand positions of a sample, a rollout line or a probe set; `concepts.activations.collect`
+        streams larger sets to disk through `iter_latents`. `progress(done, total)` after each batch (total -1
+        when the positions are a one-pass iterable).
+        """
+        layers = list(layers)
+        sized = isinstance(positions, Sequence | np.ndarray | PlaneSource)
+        total = len(positions) if sized else -1  # type: ignore[arg-type]
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
+        for batch in self.iter_latents(positions, layers, batch_size):
+            for name in layers:
+                parts[name].append(batch.numpy(name, dtype))
+            if progress:
+                progress(int(batch.rows[-1]) + 1, total)
+        empty = {name: np.zeros((0, int(np.prod(self.layer_shape(name)))), dtype=_NUMPY[dtype]) for name in layers}
+        return {name: np.concatenate(p) if p else empty[name] for name, p in parts.items()}
+
 
 class AZNet(HookedNet):
     """Residual tower with a convolutional policy head (73 planes × 64 squares) and a value head.
@@ -183,28 +322,9 @@ class AZNet(HookedNet):
         self.hook_value_conv = HookPoint()
         self.hook_value_fc1 = HookPoint()
         self.hook_value_out = HookPoint()
-        self._hook_points: dict[str, HookPoint] = {"stem": self.hook_stem}
-        for i, block in enumerate(self.blocks):
-            self._hook_points[f"block{i}.conv1"] = block.hook_conv1
-            self._hook_points[f"block{i}.conv2"] = block.hook_conv2
-            self._hook_points[f"block{i}"] = block.hook_out
-        self._hook_points.update(
-            {
-                "policy.conv": self.hook_policy_conv,
-                "policy.logits": self.hook_policy_logits,
-                "value.conv": self.hook_value_conv,
-                "value.fc1": self.hook_value_fc1,
-                "value.out": self.hook_value_out,
-            }
-        )
         self.to(memory_format=torch.channels_last)  # faster convolutions on CPU, same results
 
     # ----------------------------------------------------------------------------------------------------------
-    @property
-    def format(self) -> BoardFormat:
-        """The input encoder and move map this network was built for."""
-        return get_format(self.config.format)
-
     def layer_shape(self, name: str) -> tuple[int, ...]:
         """Shape of one position's activation at layer `name` (without the batch dimension)."""
         c = self.config
@@ -231,20 +351,16 @@ class AZNet(HookedNet):
         v = self.hook_value_conv(F.relu(self.value_bn(self.value_conv(x))))
         v = self.hook_value_fc1(F.relu(self.value_fc1(v.flatten(1))))
         out = {"policy": logits}
-        raw = self.value_fc2(v)
-        if self.config.wdl:
-            out["wdl"] = raw
-            probs = raw.softmax(dim=1)
-            value = probs[:, 0] - probs[:, 2]
-        else:
-            value = torch.tanh(raw[:, 0])
-        out["value"] = self.hook_value_out(value[:, None])[:, 0]
+        self._value_head(self.value_fc2(v), out)
         return out
 
     def forward(self, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(policy logits (N, 4672), value (N,)); the value is from the side to move's view."""
         out = self.forward_heads(planes)
         return out["policy"], out["value"]
+
+
+_NUMPY = {torch.float32: np.float32, torch.float16: np.float16}
 
 
 def _wrap(fn: HookFn) -> Callable[[nn.Module, tuple, torch.Tensor], torch.Tensor | None]:

@@ -51,11 +51,7 @@ def concept_scores(net: HookedNet, boards: Sequence[chess.Board], concepts: Sequ
     matrices = {layer: torch.from_numpy(np.stack([concepts[i].vector for i in rows], axis=1)).to(net.device)
                 for layer, rows in by_layer.items()}  # (d, k) per layer
     net.eval()
-    for lo in range(0, len(boards), batch_size):
-        chunk = boards[lo: lo + batch_size]
-        planes = torch.from_numpy(net.format.encode(chunk)).to(net.device)
-        _, cache = net.run_with_cache(planes, layers)
+    for batch in net.iter_latents(boards, layers, batch_size):
         for layer, rows in by_layer.items():
-            z = cache[layer].reshape(len(chunk), -1).float()
-            out[rows, lo: lo + len(chunk)] = (z @ matrices[layer]).T.cpu().numpy()
+            out[np.ix_(rows, batch.rows)] = (batch.flat(layer).float() @ matrices[layer]).T.cpu().numpy()
     return out

@@ -36,7 +36,6 @@ from typing import Literal, Self
 
 import chess
 import numpy as np
-import torch
 from scipy.stats import spearmanr
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
@@ -280,23 +279,12 @@ def material_class(boards: Sequence[chess.Board]) -> list[str]:
 
 def layer_activations(net: HookedNet, planes: np.ndarray, layers: Sequence[str], *, batch_size: int = 256,
                       progress: Callable[[int, int], None] | None = None) -> dict[str, np.ndarray]:
-    """{layer: (N, d) float32} from batched `run_with_cache` passes over encoded `planes` (each layer flattened)."""
+    """{layer: (N, d) float32} of encoded `planes` (`HookedNet.latents`); ProbeError naming an unknown layer."""
     unknown = [name for name in layers if name not in net.layer_names]
     if unknown:
         raise ProbeError(f"unknown layers {unknown}; the network has: {', '.join(net.layer_names)}")
-    n = len(planes)
-    out = {name: np.empty((n, int(np.prod(net.layer_shape(name)))), np.float32) for name in layers}  # type: ignore[attr-defined]
     net.eval()
-    with torch.inference_mode():
-        for lo in range(0, n, batch_size):
-            hi = min(n, lo + batch_size)
-            x = torch.from_numpy(np.ascontiguousarray(planes[lo:hi])).to(net.device)
-            _, cache = net.run_with_cache(x, list(layers))
-            for name in layers:
-                out[name][lo:hi] = cache[name].reshape(hi - lo, -1).float().cpu().numpy()
-            if progress:
-                progress(hi, n)
-    return out
+    return net.latents(planes, layers, batch_size, progress=progress)
 
 
 def reduce_features(x: np.ndarray, mode: str, shape: tuple[int, ...], train: np.ndarray, *, pca_dim: int = 256,

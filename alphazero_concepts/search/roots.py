@@ -1,9 +1,10 @@
 """Root positions: where the teacher and a weaker checkpoint choose different moves (METHOD.md §2).
 
-Games of the teacher against itself are played from opening lines, all games stepping together (one batched
-network call per ply); early plies sample the teacher's policy with a temperature for diversity, later plies play
-its best move. Every position after the opening is shown to the weaker network too; where their chosen moves
-differ the position becomes a root, recorded with why (both moves and both probabilities).
+Games of the teacher against itself are played from opening lines, all games stepping together in the batched
+game driver (`search.games`: one batched network call per ply); early plies sample the teacher's policy with a
+temperature for diversity, later plies play its best move. Every position after the opening is shown to the
+weaker network too; where their chosen moves differ the position becomes a root, recorded with why (both moves
+and both probabilities).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import chess
 import numpy as np
 
 from alphazero_concepts.nn.network import HookedNet, predict
+from alphazero_concepts.search.games import play_batched
 from alphazero_concepts.search.mcts import legal_softmax
 
 
@@ -95,11 +97,11 @@ def find_roots(teacher: HookedNet, weaker: HookedNet, config: RootConfig | None 
     games = [(g, openings[g % len(openings)]) for g in range(config.games)]
     boards = [board.copy() for _, (_, board) in games]
     start_plies = [len(b.move_stack) for b in boards]
-    live = [i for i, b in enumerate(boards) if not b.is_game_over()]
     roots: list[Root] = []
-    for ply in range(config.max_plies):
-        if not live:
-            break
+    ply = 0  # steps played: every game starts together, so this is each live game's ply after its opening
+
+    def choose(live: list[int]) -> list[chess.Move]:
+        """The teacher's move in every live game (one batched call), noting where the weaker network differs."""
         moves_t, probs_t = _policy(teacher, [boards[i] for i in live])
         candidates = [i for i in live if ply >= config.skip_plies]
         weaker_choice: dict[int, tuple[chess.Move, float]] = {}
@@ -107,7 +109,7 @@ def find_roots(teacher: HookedNet, weaker: HookedNet, config: RootConfig | None 
             moves_w, probs_w = _policy(weaker, [boards[i] for i in candidates])
             for i, mv, pr in zip(candidates, moves_w, probs_w, strict=True):
                 weaker_choice[i] = (mv[int(np.argmax(pr))], float(pr.max()))
-        nxt = []
+        chosen = []
         for i, mv, pr in zip(live, moves_t, probs_t, strict=True):
             board = boards[i]
             best = int(np.argmax(pr))
@@ -121,10 +123,16 @@ def find_roots(teacher: HookedNet, weaker: HookedNet, config: RootConfig | None 
                 choice = int(rng.choice(len(mv), p=p / p.sum()))
             else:
                 choice = best
-            board.push(mv[choice])
-            if not board.is_game_over(claim_draw=True):
-                nxt.append(i)
-        live = nxt
-        if config.max_roots is not None and len(roots) >= config.max_roots:
-            break
+            chosen.append(mv[choice])
+        return chosen
+
+    def after_step(steps: int) -> bool:
+        nonlocal ply
+        ply = steps
+        return ply >= config.max_plies or (config.max_roots is not None and len(roots) >= config.max_roots)
+
+    if config.max_plies > 0:
+        play_batched(range(config.games), choose, play=lambda i, move: boards[i].push(move),
+                     end=lambda i: True if boards[i].is_game_over(claim_draw=True) else None,
+                     end_at_start=lambda i: True if boards[i].is_game_over() else None, after_step=after_step)
     return roots[: config.max_roots] if config.max_roots is not None else roots

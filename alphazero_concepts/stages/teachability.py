@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import alphazero_concepts.filters.stages as filter_stages
-from alphazero_concepts.concepts.samples import SelfPlayConfig
+from alphazero_concepts.concepts.samples import SelfPlaySampleConfig
 from alphazero_concepts.core.rundir import POOL, POOL_TOP1, TEACHABILITY, TEACHABILITY_CONFIG
 from alphazero_concepts.stages import novelty
 from alphazero_concepts.stages.base import Context, StageDef, run_settings
@@ -24,7 +24,7 @@ def _run(ctx: Context) -> dict:
     students = [] if series is None else filter_stages.series_students(series, ctx.meta, str(ctx.net.device))
     if not students:
         ctx.log("teachability: the series has no checkpoint before the teacher; every concept is 'already known'")
-    selfplay = SelfPlayConfig(positions=tc.pool_size, seed=tc.seed)
+    selfplay = SelfPlaySampleConfig(positions=tc.pool_size, seed=tc.seed)
     # the pool is made here even when no concept needs teaching: the novelty stage's machine sample is the pool
     filter_stages.obtain_pool(ctx.run, ctx.net, size=tc.pool_size, selfplay=selfplay, seed=tc.seed, log=ctx.log,
                               progress=lambda d, t: ctx.progress("teachability", d, t))

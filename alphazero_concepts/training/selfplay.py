@@ -54,6 +54,7 @@ from alphazero_concepts.chess.encoding import PositionArrays, boards_to_arrays, 
 from alphazero_concepts.chess.positions import ReadReport, read_pgn_games
 from alphazero_concepts.nn.checkpoints import CheckpointError, CheckpointMeta, Series, atomic_write_bytes
 from alphazero_concepts.nn.network import AZNet, DictConfig, NetConfig, resolve_device
+from alphazero_concepts.search.games import play_batched
 from alphazero_concepts.search.mcts import MCTS, Evaluator, MCTSConfig, NetEvaluator
 from alphazero_concepts.search.roots import bundled_openings
 from alphazero_concepts.training.gate import play_gate
@@ -301,38 +302,29 @@ def play_games(evaluator: Evaluator, config: SelfPlayConfig, iteration: int, ind
     mcts = MCTS(evaluator, config.mcts_config(), rng=np.random.default_rng([config.seed, iteration, 1 << 21,
                                                                             indices[0] if indices else 0]))
     info = dict(info or {})
-    pending = list(indices)
-    live: list[_Game] = []
     finished: list[ReplayShard] = []
     positions = 0
 
-    def retire(game: _Game) -> None:
+    def retire(game: _Game, end: tuple[str, str] | None) -> None:
+        if end is not None:
+            game.finish(*end)
         shard = game.to_shard(iteration, info)
         finished.append(shard)
         if on_game:
             on_game(shard)
 
-    while pending or live:
-        while pending and len(live) < config.concurrent:
-            game = _new_game(config, iteration, pending.pop(0), openings)
-            end = _game_end(game.board)
-            if end is not None:  # an opening line that is already over: nothing to search
-                game.finish(*end)
-                retire(game)
-                continue
-            live.append(game)
-        if not live:
-            break
+    def choose(live: list[_Game]) -> list[chess.Move | None]:
+        """One batched search for every live game: store each position, resign or pick the move."""
+        nonlocal positions
         boards = [g.board for g in live]
         arrays = boards_to_arrays(boards)
         results = mcts.search(boards)
-        still: list[_Game] = []
+        moves: list[chess.Move | None] = []
         for j, (game, res) in enumerate(zip(live, results, strict=True)):
-            board = game.board
             visits = res.visits.astype(np.float64)
             if visits.sum() == 0:  # the search scored the root as over (its draw rules); nothing to learn here
                 game.finish("1/2-1/2", "draw by the search's rules")
-                retire(game)
+                moves.append(None)
                 continue
             seen = visits > 0
             game.rows.append((arrays.bitboards[j], arrays.repetitions[j], arrays.turn[j], arrays.castling[j],
@@ -342,7 +334,7 @@ def play_games(evaluator: Evaluator, config: SelfPlayConfig, iteration: int, ind
             game.root_value.append(float(res.root_value))
             positions += 1
             # resignation: the mover's searched value, the better of the root value and the best move's Q
-            side = board.turn
+            side = game.board.turn
             best = int(np.lexsort((-res.priors, -res.visits))[0])
             q_best = res.q[best]
             value = max(res.root_value, float(q_best) if not math.isnan(q_best) else -1.0)
@@ -353,23 +345,29 @@ def play_games(evaluator: Evaluator, config: SelfPlayConfig, iteration: int, ind
                     game.would_resign, game.would_resign_ply = side, game.searched - 1
                 if game.resign_allowed:
                     game.finish("0-1" if side == chess.WHITE else "1-0", "resignation")
-                    retire(game)
+                    moves.append(None)
                     continue
             # move choice: sampled from the visit counts early, then (near-)greedy
             tau = config.temperature if game.searched <= config.temperature_plies else config.final_temperature
             p = res.policy(tau)
-            board.push(res.moves[int(game.rng.choice(len(p), p=p))])
-            end = _game_end(board)
-            if end is None and game.searched >= config.max_plies:
-                end = ("1/2-1/2", "adjudicated draw (max plies)")
-            if end is not None:
-                game.finish(*end)
-                retire(game)
-            else:
-                still.append(game)
-        live = still
+            moves.append(res.moves[int(game.rng.choice(len(p), p=p))])
+        return moves
+
+    def end(game: _Game) -> tuple[str, str] | None:
+        over = _game_end(game.board)
+        if over is None and game.searched >= config.max_plies:
+            over = ("1/2-1/2", "adjudicated draw (max plies)")
+        return over
+
+    def after_step(_steps: int) -> bool:
         if progress:
             progress(len(finished), positions)
+        return False
+
+    play_batched((_new_game(config, iteration, i, openings) for i in indices), choose,
+                 play=lambda game, move: game.board.push(move), end=end, on_end=retire,
+                 end_at_start=lambda game: _game_end(game.board), concurrent=config.concurrent,
+                 after_step=after_step)
     return finished
 
 
