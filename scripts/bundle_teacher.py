@@ -67,6 +67,7 @@ def main() -> None:
     if args.arena is not None:  # without a ladder the series' last checkpoint counts as the strongest
         ladder = json.loads((args.arena / "ladder.json").read_text())
         elos = {row["name"]: row["elo"] for row in ladder["checkpoints"] if row.get("elo") is not None}
+    card = (args.out / "MODEL.md").read_text() if (args.out / "MODEL.md").is_file() else None
     if args.out.exists():
         shutil.rmtree(args.out)
     series = Series.open(args.run).copy_to(args.out, names=names, name=DEFAULT_SERIES)
@@ -75,6 +76,8 @@ def main() -> None:
     for name in ("ladder.json", "ladder.png") if args.arena is not None else ():
         if (args.arena / name).is_file():
             shutil.copyfile(args.arena / name, args.out / name)
+    if card is not None:  # the model card is written by hand: keep it
+        (args.out / "MODEL.md").write_text(card)
     size = sum(series.path_of(n).stat().st_size for n in series.names)
     print(f"{args.out}: {len(series)} checkpoints, {size / 2**20:.1f} MB; strongest {series.strongest()}")
 
