@@ -19,11 +19,16 @@ import numpy as np
 FIXTURE = Path(__file__).parent / "data" / "same_seed.json"
 TIMING = ("solve_time_s", "seconds", "created", "finished", "started")
 DIGITS = 4  # vectors and scores are compared rounded (solver noise well below this)
+PACKAGE = "<package>"  # the installed package's directory in paths (bundled data files), which differs per clone
 
 
 def _round(obj: object) -> object:
     if isinstance(obj, float):
         return round(obj, DIGITS)
+    if isinstance(obj, str):
+        import alphazero_concepts
+
+        return obj.replace(str(Path(alphazero_concepts.__file__).resolve().parent), PACKAGE)
     if isinstance(obj, dict):
         return {k: _round(v) for k, v in obj.items() if k not in TIMING}
     if isinstance(obj, list):
