@@ -302,10 +302,34 @@ def test_cli_pilot_writes_the_issue_keys(tmp_path: Path, planted: dict) -> None:
     for name in ("maia-1100", "maia-1500"):
         assert set(data["transfer"][name]) >= {"estimate", "ci"}
     assert set(data["shuffled_control"]) >= {"estimate", "ci"}
-    assert data["config"]["budget"] == {"optimizer": "adam", "lr": 3e-4, "steps": 10, "batch_size": 32,
-                                        "weight_decay": 0.0}
+    assert data["config"]["budget"] == {"optimizer": "adam", "lr": 1e-4, "steps": 10, "batch_size": 32,
+                                        "weight_decay": 0.0, "replay_batch": 32, "replay_positions": 256}
+    assert data["students"]["maia-1100"]["phase3_untaught"] is not None
     assert sorted(p.name for p in figs.iterdir()) == ["pilot_rates.png", "pilot_transfer.png"]
     assert "participants for 80% power" in res.output
+
+
+def test_replay_examples_are_the_students_own_play(planted: dict) -> None:
+    """The replay pool: positions of the untaught student's own games, its own policy as the target; teaching
+    with the replay keeps more of the student's play on positions it was not taught than teaching without."""
+    from alphazero_concepts.nn.lc0 import load_lc0
+    from alphazero_concepts.study.simulated import own_policy, replay_examples, teach, teaching_examples
+
+    net = load_lc0(planted["root"] / "maia" / "maia-1100.pb.gz")[0].eval()
+    pool = replay_examples(net, 40, seed=0)
+    assert len(pool) == 40 and len({e.board.fen() for e in pool}) > 30
+    assert all(sum(e.target.values()) == pytest.approx(1.0) for e in pool)
+    assert replay_examples(net, 40, seed=0)[7].board.fen() == pool[7].board.fen()  # seeded
+    examples = teaching_examples([p for p in load_puzzle_set(planted["set"]).puzzles if p.split == "train"])
+    fresh = [e.board for e in replay_examples(net, 40, seed=1)]  # positions of other games
+    before = answer_moves(net, fresh)
+
+    def kept(budget: TeachBudget) -> float:
+        moves = answer_moves(teach(net, examples, budget, seed=0), fresh)
+        return sum(a == b for a, b in zip(moves, before, strict=True)) / len(fresh)
+
+    assert kept(replace(BUDGET, replay_batch=32)) >= kept(replace(BUDGET, replay_batch=0))
+    assert own_policy(net, [fresh[0]])[0].keys() == {m.uci() for m in fresh[0].legal_moves}
 
 
 def test_figures_of_a_summary_without_controls() -> None:

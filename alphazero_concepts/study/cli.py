@@ -301,7 +301,8 @@ def pilot(
     students: Annotated[str, typer.Option(help="Simulated participants: Maia levels or lc0 .pb.gz files, "
                                           "comma-separated")] = "maia-1100,maia-1500,maia-1900",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the pilot's summary (JSON) here")] = None,
-    quick: Annotated[bool, typer.Option(help="2 repetitions, 30 teaching steps, 5+5 STS positions a theme")] = False,
+    quick: Annotated[bool, typer.Option(help="2 repetitions, 30 teaching steps (the same STS control: 20+20 "
+                                             "positions a theme)")] = False,
     nodes: Annotated[int, typer.Option(help="MCTS simulations per answer (0: the raw policy's top move)")] = 0,
     db: Annotated[Path, typer.Option("--db", help="Database for the simulated answers (created if missing; "
                                      "with --study, the study's own)")] = Path("pilot.sqlite"),
@@ -310,7 +311,7 @@ def pilot(
     repetitions: Annotated[int | None, typer.Option(help="Balanced pairs per student (default 3; --quick 2)")]
     = None,
     steps: Annotated[int | None, typer.Option(help="Phase-2 optimiser steps (default 40; --quick 30)")] = None,
-    lr: Annotated[float | None, typer.Option(help="Phase-2 learning rate (Adam; default 3e-4)")] = None,
+    lr: Annotated[float | None, typer.Option(help="Phase-2 learning rate (Adam; default 1e-4)")] = None,
     seed: Annotated[int, typer.Option(help="Seed of assignments, shuffles and students")] = 0,
     sts: Annotated[Path | None, typer.Option(help="STS suite for the positive control (default: "
                                              "../shared/data/suites/STS1-STS15_LAN_v5.epd when present)")] = None,

@@ -15,8 +15,9 @@ What one pilot runs, each as its own study:
 * **main**: the puzzle set as it is. Per repetition r and student, a balanced pair: participant a gets a seeded
   random split of the eligible concepts (the seed depends on r only, so all levels meet the same splits), b its
   mirror image. Phase 1: the student's answers to the learning puzzles of its taught concepts; phase 2: a copy is
-  trained on the machine lines of those puzzles (`TeachBudget`); phase 3: the copy answers the unseen puzzles of
-  its taught and control concepts.
+  trained on the machine lines of those puzzles (`TeachBudget`, with a replay of its own play); phase 3: the copy
+  answers the unseen puzzles of its taught and control concepts (beside them, ``phase3_untaught``: the untaught
+  student on the same puzzles).
 * **shuffled** (negative control): the same puzzles with the concept labels shuffled across concepts within
   each split (a fresh shuffle per repetition, so that no labelling's accidental structure is repeated): teaching a
   "concept" then teaches nothing specific to it, and transfer must vanish.
@@ -135,8 +136,8 @@ class PilotConfig(DictConfig):
     seed: Annotated[int, Range(0)] = 0
     budget: TeachBudget = field(default_factory=TeachBudget)
     shuffled_control: bool = True
-    sts_train: Annotated[int, Range(1)] = 8
-    sts_test: Annotated[int, Range(1)] = 8
+    sts_train: Annotated[int, Range(1)] = 20
+    sts_test: Annotated[int, Range(1)] = 20
     n_boot: Annotated[int, Range(100)] = 10_000
 
     def __post_init__(self) -> None:
@@ -153,9 +154,8 @@ class PilotConfig(DictConfig):
 
 
 def quick_config(config: PilotConfig) -> PilotConfig:
-    """The `--quick` pilot: 2 repetitions, 30 teaching steps, 5 + 5 STS positions a theme (≤ 10 min on 2 cores)."""
-    return replace(config, repetitions=2, budget=replace(config.budget, steps=30), sts_train=5, sts_test=5,
-                   n_boot=2_000)
+    """The `--quick` pilot: 2 repetitions, 30 teaching steps (≤ 10 min on 2 cores); the same STS control."""
+    return replace(config, repetitions=2, budget=replace(config.budget, steps=30), n_boot=2_000)
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def locate_sts(path: str | Path | None = None) -> Path | None:
     return default if default.is_file() else None
 
 
-def load_pilot_set(path: str | Path, *, sts_train: int = 8, sts_test: int = 8, seed: int = 0) -> PilotSet:
+def load_pilot_set(path: str | Path, *, sts_train: int = 20, sts_test: int = 20, seed: int = 0) -> PilotSet:
     """A puzzle-set JSON file, a directory holding ``puzzles.json`` (as `azc puzzles export` writes), or an STS
     ``.epd`` suite (themes as concepts). `PilotError` naming the file on any problem."""
     path = Path(path)
@@ -464,6 +464,7 @@ def run_pilot(store: Store, pilot_set: PilotSet, config: PilotConfig, *, sts: Pi
             if progress is not None:
                 progress(slot.kind, i + 1, len(slots))
         result = summarise(store, pilot_id)
+        _add_untaught(result, plan, nets, config.nodes)
         result["wall_s"] = round(time.perf_counter() - started, 1)
     except BaseException as exc:
         with store.write() as conn:
@@ -474,6 +475,31 @@ def run_pilot(store: Store, pilot_set: PilotSet, config: PilotConfig, *, sts: Pi
         conn.execute("UPDATE pilots SET status = 'done', result = ?, updated_at = ? WHERE id = ?",
                      (json.dumps(result), store.clock(), pilot_id))
     return result
+
+
+def _untaught_rate(pilot_set: PilotSet, net: Any, nodes: int) -> float | None:
+    """The untaught student's solve rate on all unseen puzzles of the eligible concepts (what every participant
+    answers in phase 3): the level the phase-3 rates are read against."""
+    ps = pilot_set.puzzle_set
+    eligible = set(eligible_concepts(ps))
+    test = [p for p in ps.puzzles if p.split == "test" and p.concept in eligible]
+    if not test:
+        return None
+    moves = answer_moves(net, [p.board() for p in test], nodes)
+    return _mean(float(m == p.answer) for m, p in zip(moves, test, strict=True))
+
+
+def _add_untaught(result: dict[str, Any], plan: Sequence[tuple[str, int, PilotSet]], nets: Mapping[str, Any],
+                  nodes: int) -> None:
+    """``phase3_untaught`` beside each student's rates (main set and STS control): if phase 3 control falls
+    below it, the teaching budget costs general play."""
+    sets = {kind: pset for kind, _, pset in plan if kind != "shuffled"}
+    for name, net in nets.items():
+        if name in result["students"] and "main" in sets:
+            result["students"][name]["phase3_untaught"] = _untaught_rate(sets["main"], net, nodes)
+        pc = result.get("positive_control")
+        if pc and name in pc.get("per_student", {}) and "sts" in sets:
+            pc["per_student"][name]["phase3_untaught"] = _untaught_rate(sets["sts"], net, nodes)
 
 
 def _pilot_dict(row: Any) -> dict[str, Any]:
@@ -732,6 +758,8 @@ def power_estimate(diffs: Sequence[float], *, taught_rate: float | None, control
     if d.size < 2 or taught_rate is None or control_rate is None or not m_taught or not m_control:
         return {**base, "reason": "fewer than 2 finished simulated participants"}
     effect, sd = float(d.mean()), float(d.std(ddof=1))
+    if abs(effect) < 1e-12:  # a mean of exactly cancelling transfers: no effect, not float noise
+        effect = 0.0
     binom_unit = taught_rate * (1 - taught_rate) + control_rate * (1 - control_rate)
     binom_pilot = taught_rate * (1 - taught_rate) / m_taught + control_rate * (1 - control_rate) / m_control
     between = max(0.0, sd ** 2 - binom_pilot)

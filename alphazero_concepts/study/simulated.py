@@ -13,7 +13,10 @@ a *copy* of it goes through the protocol as a person does (`study/pilot.py` driv
   the teacher's move there (one-hot: the line is all a person is shown) or, where a set gives it, a distribution
   over moves (the STS control's scored moves). The budget is fixed and stated (`TeachBudget`): optimiser,
   learning rate, steps, batch size; the batches are drawn from a generator seeded with the student's seed, which
-  is what makes two students of the same level differ.
+  is what makes two students of the same level differ. Each step also replays `replay_batch` positions of the
+  untaught student's own games with its own policy as the target (`replay_examples`): a regulariser that keeps
+  the copy's general play, as a person who studies a few themes does not forget how to play. docs/study.md has
+  the sweep that chose the default (Adam, lr 1e-4, replay 32 a step).
 
 Everything is deterministic for a seed on one machine: the network is copied, the data order comes from
 ``numpy.random.default_rng(seed)``, and ``torch.manual_seed(seed)`` is set before training.
@@ -22,6 +25,7 @@ Everything is deterministic for a seed on one machine: the network is copied, th
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +42,7 @@ from alphazero_concepts.core.puzzleset import Puzzle
 from alphazero_concepts.engines import MAIA_LEVELS, locate_maia_dir
 
 __all__ = ["StudentError", "TeachBudget", "TeachingExample", "answer_moves", "fit_rate", "load_student",
-           "resolve_students", "teach", "teaching_examples"]
+           "own_policy", "replay_examples", "resolve_students", "teach", "teaching_examples"]
 
 
 class StudentError(ValueError):
@@ -50,13 +54,17 @@ class TeachBudget(DictConfig):
     """The fixed phase-2 budget of every simulated participant (the same for all levels and seeds).
 
     Adam on the KL divergence from the target to the student's policy over legal moves; `steps` mini-batches of
-    `batch_size` examples drawn without replacement within each pass over the examples (seeded)."""
+    `batch_size` examples drawn without replacement within each pass over the examples (seeded), each with
+    `replay_batch` of `replay_positions` positions from the untaught student's own games added (target: its own
+    policy; 0 turns the replay off). Chosen on the STS positive control (docs/study.md)."""
 
     optimizer: str = "adam"
-    lr: Annotated[float, Range(0, low_open=True)] = 3e-4
+    lr: Annotated[float, Range(0, low_open=True)] = 1e-4
     steps: Annotated[int, Range(1)] = 40
     batch_size: Annotated[int, Range(1)] = 32
     weight_decay: Annotated[float, Range(0)] = 0.0
+    replay_batch: Annotated[int, Range(0)] = 32
+    replay_positions: Annotated[int, Range(1)] = 256
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -171,17 +179,67 @@ def _encode(net: nn.Module, examples: Sequence[TeachingExample]
     return planes, mask, target
 
 
+#: Seed of the student's own games that the replay positions are drawn from (fixed: the pool is the student's).
+REPLAY_SEED = 0
+_REPLAY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def own_policy(net: nn.Module, boards: Sequence[chess.Board]) -> list[dict[str, float]]:
+    """`net`'s raw policy over the legal moves of each board ({UCI: probability}); boards need a legal move."""
+    fmt = net.format
+    with torch.inference_mode():
+        logits, _ = net(torch.from_numpy(fmt.encode(list(boards))))
+    out = []
+    for i, board in enumerate(boards):
+        moves, idx = fmt.legal_move_indices(board)
+        p = torch.softmax(logits[i, torch.from_numpy(np.asarray(idx, dtype=np.int64))].double(), 0).numpy()
+        out.append({m.uci(): float(w) for m, w in zip(moves, p, strict=True)})
+    return out
+
+
+def replay_examples(net: nn.Module, n: int, seed: int, *, games: int = 16, min_ply: int = 8,
+                    max_ply: int = 80) -> list[TeachingExample]:
+    """`n` positions of the student's own games (`games` games from the start position, each move drawn from its
+    raw policy; positions from ply `min_ply` on), each with the student's own policy there as the target."""
+    rng = np.random.default_rng(seed)
+    boards = [chess.Board() for _ in range(games)]
+    pool: list[chess.Board] = []
+    for ply in range(max_ply):
+        live = [b for b in boards if not b.is_game_over(claim_draw=False)]
+        if not live:
+            break
+        for b, policy in zip(live, own_policy(net, live), strict=True):
+            moves = list(policy)
+            w = np.asarray([policy[m] for m in moves])
+            b.push(chess.Move.from_uci(moves[int(rng.choice(len(moves), p=w / w.sum()))]))
+            if ply + 1 >= min_ply and not b.is_game_over(claim_draw=False):
+                pool.append(b.copy())
+    picked = [pool[int(i)] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
+    return [TeachingExample(b, t) for b, t in zip(picked, own_policy(net, picked), strict=True)]
+
+
 def teach(net: nn.Module, examples: Sequence[TeachingExample], budget: TeachBudget, seed: int) -> nn.Module:
     """A trained copy of `net` (the original is untouched): `budget.steps` optimiser steps on the examples.
 
-    Loss: KL(target ‖ softmax over the legal moves of the student's logits), i.e. cross-entropy to the target.
-    Mini-batches are drawn from a seeded permutation, renewed at every pass over the examples."""
+    Loss: KL(target ‖ softmax over the legal moves of the student's logits), i.e. cross-entropy to the target,
+    averaged over the taught batch, plus the same averaged over the replay batch (target: the untaught `net`'s
+    policy). Mini-batches are drawn from seeded permutations, renewed at every pass."""
     student = copy.deepcopy(net)
     if not examples:
         return student.eval()
     planes, mask, target = _encode(student, examples)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    replay = None
+    if budget.replay_batch:
+        key = (budget.replay_positions, REPLAY_SEED)
+        cached = _REPLAY.setdefault(net, {})
+        if key not in cached:  # the same for every participant of this student: a function of its weights
+            cached[key] = _encode(net, replay_examples(net.eval(), budget.replay_positions, REPLAY_SEED))
+        r_planes, r_mask, r_target = cached[key]
+        r_order: list[int] = []
+        r_size = min(budget.replay_batch, len(r_planes))
+        replay = (r_planes, r_mask, r_target)
     params = [p for p in student.parameters() if p.requires_grad]
     if budget.optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=budget.lr, weight_decay=budget.weight_decay)
@@ -196,10 +254,17 @@ def teach(net: nn.Module, examples: Sequence[TeachingExample], budget: TeachBudg
             order.extend(int(i) for i in rng.permutation(n))
         batch = torch.tensor(order[:size], dtype=torch.int64)
         del order[:size]
-        logits, _ = student(planes[batch])
-        logits = logits.masked_fill(~mask[batch], float("-inf"))
-        logp = F.log_softmax(logits, dim=1).masked_fill(~mask[batch], 0.0)
-        loss = -(target[batch] * logp).sum(dim=1).mean()
+        x, m, t = planes[batch], mask[batch], target[batch]
+        if replay is not None:
+            if len(r_order) < r_size:
+                r_order.extend(int(i) for i in rng.permutation(len(replay[0])))
+            rb = torch.tensor(r_order[:r_size], dtype=torch.int64)
+            del r_order[:r_size]
+            x, m, t = (torch.cat([a, b[rb]]) for a, b in zip((x, m, t), replay, strict=True))
+        logits, _ = student(x)
+        logp = F.log_softmax(logits.masked_fill(~m, float("-inf")), dim=1).masked_fill(~m, 0.0)
+        per = -(t * logp).sum(dim=1)
+        loss = per[:size].mean() + (per[size:].mean() if replay is not None else 0.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
