@@ -15,8 +15,6 @@ start) are never sampled; openings are shared knowledge, not what either side "k
 
 from __future__ import annotations
 
-import io
-import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
@@ -36,7 +34,7 @@ from alphazero_concepts.chess.positions import (
     read_positions,
 )
 from alphazero_concepts.core.config import DictConfig
-from alphazero_concepts.core.files import atomic_write_bytes
+from alphazero_concepts.core.files import read_npz, write_npz
 from alphazero_concepts.nn.network import HookedNet, predict
 from alphazero_concepts.search.games import play_batched
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator, legal_softmax
@@ -106,25 +104,21 @@ class PositionSample:
     # ----------------------------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write the sample as one `.npz` (atomically)."""
-        path = Path(path)
-        buf = io.BytesIO()
         header = {"version": SAMPLE_VERSION, "source": self.source, "info": self.info, "games": self.games}
-        np.savez_compressed(buf, **{f.name: getattr(self.arrays, f.name) for f in fields(PositionArrays)},
-                            fens=np.array(self.fens, dtype=str), origin=self.origin,
-                            header=np.array(json.dumps(header)))
-        atomic_write_bytes(path, buf.getvalue())
-        return path
+        arrays = {f.name: getattr(self.arrays, f.name) for f in fields(PositionArrays)}
+        return write_npz(path, header, {**arrays, "fens": np.array(self.fens, dtype=str), "origin": self.origin},
+                         compressed=True)
 
     @classmethod
     def load(cls, path: str | Path) -> PositionSample:
         """Read a sample written by `save`; `InputError` naming the file when it is not one."""
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                arrays = PositionArrays(*(data[f.name] for f in fields(PositionArrays)))
-                fens = [str(x) for x in data["fens"]]
-                origin = data["origin"]
+            names = [f.name for f in fields(PositionArrays)]
+            header, data = read_npz(path, [*names, "fens", "origin"])
+            arrays = PositionArrays(*(data[n] for n in names))
+            fens = [str(x) for x in data["fens"]]
+            origin = data["origin"]
         except (OSError, KeyError, ValueError) as exc:
             raise InputError(f"not a position sample ({type(exc).__name__}: {exc})", source=str(path),
                              line=None) from exc

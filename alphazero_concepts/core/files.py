@@ -76,3 +76,22 @@ def read_jsonl(path: str | Path) -> list[dict]:
     """Every record of a JSON-lines file (blank lines skipped); errors propagate (the caller names the stage)."""
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def write_npz(path: str | Path, header: dict, arrays: dict[str, np.ndarray], *, compressed: bool = False) -> Path:
+    """Replace `path` atomically with `arrays` and a JSON `header` (the format's version and metadata) in one
+    `.npz`; the formats that keep arrays with metadata (position samples, novelty bases) share this layout."""
+    import io
+
+    buf = io.BytesIO()
+    save = np.savez_compressed if compressed else np.savez
+    save(buf, **arrays, header=np.array(json.dumps(header)))
+    atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
+
+
+def read_npz(path: str | Path, names: Iterable[str]) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, {name: array}) of a file written by `write_npz`; OSError, KeyError or ValueError when `path` is
+    not one (the caller names the format in its error)."""
+    with np.load(path, allow_pickle=False) as data:
+        return json.loads(str(data["header"])), {name: data[name] for name in names}

@@ -24,8 +24,6 @@ LAPACK SVD in float64 (slowest). All of it runs in torch, so `torch.set_num_thre
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +33,7 @@ import numpy as np
 import torch
 
 from alphazero_concepts.core.config import DictConfig, Range, check_fields
-from alphazero_concepts.core.files import atomic_write_bytes
+from alphazero_concepts.core.files import read_npz, write_npz
 from alphazero_concepts.plotting import pyplot, save_figure
 
 EPS_FLOAT32 = float(np.finfo(np.float32).eps)
@@ -214,22 +212,17 @@ class NoveltyBasis:
 
     def save(self, path: str | Path) -> Path:
         """Write the basis atomically (float32 bases, float64 spectra, JSON header)."""
-        path = Path(path)
-        buf = io.BytesIO()
         header = {"version": BASIS_VERSION, "layer": self.layer, "rank_human": self.rank_human,
                   "rank_machine": self.rank_machine, "n": self.n, "tolerance": self.tolerance, "meta": self.meta}
-        np.savez(buf, human=self.human.astype(np.float32), machine=self.machine.astype(np.float32),
-                 sv_human=self.sv_human, sv_machine=self.sv_machine, header=np.array(json.dumps(header)))
-        atomic_write_bytes(path, buf.getvalue())
-        return path
+        return write_npz(path, header, {"human": self.human.astype(np.float32),
+                                        "machine": self.machine.astype(np.float32),
+                                        "sv_human": self.sv_human, "sv_machine": self.sv_machine})
 
     @classmethod
     def load(cls, path: str | Path) -> NoveltyBasis:
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                header = json.loads(str(data["header"]))
-                parts = {k: data[k] for k in ("human", "machine", "sv_human", "sv_machine")}
+            header, parts = read_npz(path, ("human", "machine", "sv_human", "sv_machine"))
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"{path}: not a novelty basis ({type(exc).__name__}: {exc})") from exc
         if header.get("version") != BASIS_VERSION:
