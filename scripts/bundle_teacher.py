@@ -27,7 +27,7 @@ from alphazero_concepts.nn.loading import DEFAULT_SERIES, MODELS_DIR
 
 def evaluate_series(directory: Path, run: Path) -> None:
     """Re-score every checkpoint of series `directory` on the held-out slice of run `run`'s final data."""
-    from alphazero_concepts.training.distill import config_of, evaluate, holdout_rows
+    from alphazero_concepts.training.distill import config_of, holdout_metrics, holdout_rows
     from alphazero_concepts.training.engine_data import load_engine_data
 
     config = config_of(run)
@@ -36,9 +36,7 @@ def evaluate_series(directory: Path, run: Path) -> None:
     series = Series.open(directory)
     for meta in series.entries:
         net, _ = series.load(meta.name)
-        held = evaluate(net, data, rows, config.policy_temperature_cp)
-        bare = evaluate(net, data, rows[::4], config.policy_temperature_cp, bare=True)
-        held["bare_fen"] = {k: bare[k] for k in ("agree", "value_mse", "value_mse_constant", "positions")}
+        held = holdout_metrics(net, data, rows, config.policy_temperature_cp)
         held["slice"] = f"every {config.holdout_every}th game of {', '.join(Path(g).name for g in config.games)}"
         meta.extra = {**(meta.extra or {}), "holdout": held, "value_mse": held["value_mse"]}
         print(f"{meta.name}: agreement {held['agree']:.3f}, value MSE {held['value_mse']:.4f} "

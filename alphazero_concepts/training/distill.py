@@ -186,6 +186,15 @@ def evaluate(net: AZNet, data: EngineData, rows: np.ndarray, temperature_cp: flo
     return result
 
 
+def holdout_metrics(net: AZNet, data: EngineData, rows: np.ndarray, temperature_cp: float) -> dict:
+    """A checkpoint's held-out record: `evaluate` on `rows`, with `bare_fen` = the same on every 4th row shown
+    without its history (as a position given by FEN is encoded)."""
+    held = evaluate(net, data, rows, temperature_cp)
+    bare = evaluate(net, data, rows[::4], temperature_cp, bare=True)
+    held["bare_fen"] = {k: bare[k] for k in ("agree", "value_mse", "value_mse_constant", "positions")}
+    return held
+
+
 def holdout_rows(data: EngineData, config: DistillConfig) -> tuple[np.ndarray, np.ndarray]:
     """(training rows, evaluation rows): held-out games, evaluated on an evenly spaced sample of their positions."""
     train, held = data.split(config.holdout_every)
@@ -252,9 +261,7 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
         atomic_write_bytes(state_path, buf.getvalue())
 
     def add_checkpoint() -> None:
-        held = evaluate(net, data, eval_rows, config.policy_temperature_cp)
-        bare = evaluate(net, data, eval_rows[::4], config.policy_temperature_cp, bare=True)
-        held["bare_fen"] = {k: bare[k] for k in ("agree", "value_mse", "value_mse_constant", "positions")}
+        held = holdout_metrics(net, data, eval_rows, config.policy_temperature_cp)
         meta = CheckpointMeta(name=f"{config.prefix}-{step:06d}", step=step, positions_seen=step * config.batch_size,
                               games_seen=data.games, stage="distill", seed=config.seed,
                               parent=series.entries[-1].name if series.entries else None,
@@ -266,7 +273,7 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
         _append_log(out / LOG_FILE, {"step": step, "checkpoint": meta.name, "holdout": held})
         say(f"{meta.name}: held-out agreement {held['agree']:.3f}, policy loss {held['policy_loss']:.3f}, "
             f"value MSE {held['value_mse']:.4f} (constant {held['value_mse_constant']:.4f}; from bare FENs "
-            f"{bare['value_mse']:.4f})")
+            f"{held['bare_fen']['value_mse']:.4f})")
 
     while step < stop_at:
         rows = batch_rows(train_rows, step, config.batch_size, config.seed, cache)
