@@ -491,8 +491,9 @@ def _pipeline(config, out: Path, from_stage: str | None, until: str | None = Non
     if already:
         console.print(f"{already} solved concepts are 'already known': no earlier checkpoint of the series is weak "
                       "enough on their prototypes to be taught.")
-    if summary["kept_rule"] in ("solved", "teachable"):  # looser than the paper's rule: say so
-        rule = {"solved": "every solved concept", "teachable": "every teachable concept"}[summary["kept_rule"]]
+    if summary["kept_rule"] in ("solved", "teachable", "novel"):  # looser than the paper's rule: say so
+        rule = {"solved": "every solved concept", "teachable": "every teachable concept",
+                "novel": "every novel concept"}[summary["kept_rule"]]
         console.print(f"[yellow]kept rule '{summary['kept_rule']}': {rule} goes on to puzzles and the report (a "
                       f"demonstration of the later stages); by the paper's rule (teachable and novel) "
                       f"{summary['funnel'].get('kept', 0)} are kept.[/yellow]")

@@ -343,6 +343,7 @@ def _concepts_section(run: Path, config) -> str:
                  "specific": "teachable and novel, and teaching more than every random-vector control at the "
                              "concept's layer (stricter than the paper's rule)",
                  "teachable": "teachable (novelty ignored)",
+                 "novel": "novel (teachability ignored)",
                  "solved": "every solved concept — a demonstration of the later stages, NOT filtered"}[rule]
     head = f"<p>Kept rule: <b>{_esc(rule_text)}</b>.</p>"
     if not protos:

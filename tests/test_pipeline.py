@@ -368,8 +368,16 @@ def test_specific_kept_rule_keeps_funnel_concepts_that_beat_their_layers_control
     funnel = kept_concepts(run, "funnel")
     assert sorted(funnel) == concepts
     assert sorted(kept_concepts(run, "specific")) == [k for i, k in enumerate(concepts) if 0.1 + 0.1 * i > 0.25]
+    # "novel" ignores teachability: the not-novel concept (planted) drops out whatever its lift
+    (run / "novelty.jsonl").write_text("".join(json.dumps({"id": k, "novel": i > 0}) + "\n"
+                                               for i, k in enumerate(concepts)))
+    assert sorted(kept_concepts(run, "novel")) == concepts[1:]
     with pytest.raises(PipelineError, match="kept rule must be one of"):
         kept_concepts(run, "loose")
+    novel_first = tmp_path / "novel.toml"
+    novel_first.write_text('[filters]\nkept_rule = "novel"\norder = "teachability-first"\n')
+    with pytest.raises(PipelineError, match=r"novel\.toml: .*novelty-first"):
+        load_config(novel_first)
     bad = tmp_path / "bad.toml"
     bad.write_text('[filters]\nkept_rule = "specific"\n[teachability]\nrandom_controls = 0\n')
     with pytest.raises(PipelineError, match=r"bad\.toml: .*random_controls ≥ 1"):

@@ -25,7 +25,7 @@ from alphazero_concepts.plotting import pyplot, save_figure
 
 PAPER = {"fail_teachability": 0.976, "fail_novelty_of_rest": 0.27}
 # which concepts are kept (the pipeline's `filters.kept_rule`, applied by `stages.novelty.kept_concepts`)
-KEPT_RULES = ("funnel", "specific", "teachable", "solved")
+KEPT_RULES = ("funnel", "specific", "teachable", "novel", "solved")
 
 
 def control_ceilings(teachability: dict[str, dict]) -> dict[str, float]:

@@ -116,8 +116,9 @@ class FiltersStage(DictConfig):
     kept_rule: "specific" (the default: teachable and novel as in the paper, and the lift's lower bound above the
     largest random-vector control lift at the concept's layer — teachable beyond what a random direction teaches;
     needs `teachability.random_controls` ≥ 1, 8 by default), "funnel" (teachable and novel: the paper's rule
-    alone), "teachable" (ignore novelty) or "solved" (every solved concept: a demonstration of the later stages,
-    said so in the report).
+    alone), "teachable" (ignore novelty), "novel" (ignore teachability: novelty must have scored every solved
+    concept, so order "novelty-first" or "independent") or "solved" (every solved concept: a demonstration of the
+    later stages, said so in the report).
     """
 
     order: str = "teachability-first"
@@ -193,6 +194,10 @@ class PipelineConfig(DictConfig):
             raise ValueError("filters.kept_rule = \"specific\" compares each concept with the random-vector "
                              "controls of its layer: set teachability.random_controls ≥ 1 (several, for a ceiling "
                              "worth the name)")
+        if self.filters.kept_rule == "novel" and self.filters.order == "teachability-first":
+            raise ValueError("filters.kept_rule = \"novel\" needs novelty scores of every solved concept: set "
+                             "filters.order to \"novelty-first\" or \"independent\" (teachability-first scores "
+                             "novelty only for the teachable ones)")
 
     @classmethod
     def from_dict(cls, data: dict) -> PipelineConfig:

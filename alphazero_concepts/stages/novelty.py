@@ -72,8 +72,9 @@ def kept_concepts(run: str | Path, kept_rule: str = "funnel") -> list[str]:
         if not c.solved:
             continue
         teachable = bool(teach.get(c.id, {}).get("kept"))
-        funnel = teachable and bool(nov.get(c.id, {}).get("novel"))
-        passes = {"solved": True, "teachable": teachable, "funnel": funnel,
+        novel = bool(nov.get(c.id, {}).get("novel"))
+        funnel = teachable and novel
+        passes = {"solved": True, "teachable": teachable, "novel": novel, "funnel": funnel,
                   "specific": funnel and beats_controls(teach.get(c.id), ceilings)}
         if passes[kept_rule]:
             out.append(c.id)
@@ -85,7 +86,7 @@ def write_prototypes(ctx: Context) -> list[str]:
     teachability stage saved (`teachability.jsonl`: `prototype_rows`, `prototype_scores`, `train_rows`,
     `test_rows`), never re-picked: "train" are the positions the student was taught, "test" those it was tested
     on; prototypes that were neither (dropped from a test set shared with the random baseline) are left out.
-    A kept concept that was not taught (kept rule "solved") has its saved prototypes split as teaching would have
+    A kept concept that was not taught (kept rules "solved" and "novel") has its saved prototypes split as teaching would have
     split them, and says so (`split_source`).
     """
     rd = ctx.rundir
