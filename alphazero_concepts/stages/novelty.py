@@ -86,8 +86,8 @@ def write_prototypes(ctx: Context) -> list[str]:
     teachability stage saved (`teachability.jsonl`: `prototype_rows`, `prototype_scores`, `train_rows`,
     `test_rows`), never re-picked: "train" are the positions the student was taught, "test" those it was tested
     on; prototypes that were neither (dropped from a test set shared with the random baseline) are left out.
-    A kept concept that was not taught (kept rules "solved" and "novel") has its saved prototypes split as teaching would have
-    split them, and says so (`split_source`).
+    A kept concept that was not taught (kept rules "solved" and "novel") has its saved prototypes split as
+    teaching would have split them, and says so (`split_source`).
     """
     rd = ctx.rundir
     kept_rule = ctx.config.filters.kept_rule
