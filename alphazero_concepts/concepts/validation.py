@@ -5,7 +5,8 @@
   bishop pair" are mined per layer from the network's own activations on positions of the bundled master games
   and scored on held-out pairs (60/20/20 split: the best layer is chosen on the validation split and its accuracy
   reported on the test split); `piece_concept_best_acc` is the mean over concepts of that test accuracy
-  (paper: ≈ 99%).
+  (paper: ≈ 99%). `static_concept_scores` is that split-mine-score step for any labels; `azc static`
+  (`probing.static_series`) runs it for every checkpoint of a series, with STS themes as well.
 - dynamic: per-root dynamic problems from real rollouts at the widest mined layer; solve time, and the speed-up
   of the project's solver path over rebuilding a fresh cvxpy problem with default settings for every concept.
 - speed (per pair): the matrix-constraint formulation against one cvxpy constraint object per pair.
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import chess
@@ -75,7 +76,7 @@ PIECE_CONCEPTS: dict[str, Callable[[chess.Board], bool]] = {
 }
 
 
-def _game_positions(n: int, seed: int) -> list[chess.Board]:
+def game_positions(n: int, seed: int) -> list[chess.Board]:
     """Positions from the bundled master games (after the first 10 plies, with their history), seeded: the kind
     of position the teacher learned from. (Random-move games are off its distribution: on them the same check
     scored 0.88 instead of 0.94 at 3,000 positions and 800 pairs.)"""
@@ -89,28 +90,65 @@ def choose_layer(layers: dict[str, dict]) -> str:
     return max(layers, key=lambda k: layers[k]["val_pair_accuracy"])
 
 
-def piece_concepts(net: HookedNet, config: ValidationConfig) -> dict:
-    """Pair accuracy of each piece concept at each layer on three disjoint splits of the positions: mined on 60%,
-    the best layer chosen on a 20% validation split, its accuracy reported on the remaining 20% test split; the
-    mean over concepts of that test accuracy is `best_acc`."""
-    boards = _game_positions(config.positions, config.seed)
-    z_by_layer = net.latents(boards, config.layers, batch_size=max(1, len(boards)))  # one pass
-    u = np.random.default_rng(config.seed).random(len(boards))
+def split_masks(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) boolean masks over `n` positions: 60/20/20 by one seeded uniform draw per
+    position, so the same `seed` and `n` give the same split for every layer, concept and checkpoint (the cells of
+    a layer × checkpoint table then compare)."""
+    u = np.random.default_rng(seed).random(n)
     test, val = u < 0.2, (u >= 0.2) & (u < 0.4)
-    train = ~test & ~val
+    return ~test & ~val, val, test
+
+
+def static_concept_scores(z_by_layer: Mapping[str, np.ndarray], labels_by_concept: Mapping[str, np.ndarray],
+                          pairs: int | None, seed: int, *,
+                          progress: Callable[[str, str], None] | None = None) -> dict[str, dict]:
+    """Mine each static concept at each layer and score it on held-out pairs: the one implementation behind
+    `piece_concepts` (`azc validate`) and the layer × checkpoint table of `azc static`.
+
+    `z_by_layer`: {layer: (N, d) activations}, `labels_by_concept`: {concept: (N,) booleans}, rows in the same
+    order. Positions are split 60/20/20 by `split_masks(N, seed)`; a `ConceptMiner(pairs, seed)` is fitted on the
+    training positives against the training negatives, and pair accuracy (share of (z+, z−) pairs ranked right) is
+    measured on the validation and test splits. The best layer is chosen on validation (`choose_layer`) and its
+    test accuracy is `best_acc`. `progress(concept, layer)` after each fit.
+
+    Returns {concept: {"positive_share", "layers": {layer: {"val_pair_accuracy", "test_pair_accuracy",
+    "nonzeros", "dim", "solve_time_s", "status"}}, "best_layer", "best_acc"}}.
+    """
+    n = len(next(iter(labels_by_concept.values()))) if labels_by_concept else 0
+    train, val, test = split_masks(n, seed)
     concepts = {}
-    for name, label in PIECE_CONCEPTS.items():
-        labels = np.array([label(b) for b in boards])
+    for name, raw in labels_by_concept.items():
+        labels = np.asarray(raw, dtype=bool)
+        if labels.shape != (n,):
+            raise ValueError(f"concept {name!r}: {labels.shape[0]} labels for {n} positions")
         layers = {}
         for layer, z in z_by_layer.items():
-            miner = ConceptMiner(pairs=config.pairs, seed=config.seed).fit(z[labels & train], z[~labels & train])
+            miner = ConceptMiner(pairs=pairs, seed=seed).fit(z[labels & train], z[~labels & train])
             layers[layer] = {"val_pair_accuracy": miner.score(z[labels & val], z[~labels & val]),
                              "test_pair_accuracy": miner.score(z[labels & test], z[~labels & test]),
                              "nonzeros": miner.solution_.nonzeros, "dim": z.shape[1],
                              "solve_time_s": miner.solution_.solve_time_s, "status": miner.solution_.status}
+            if progress is not None:
+                progress(name, layer)
         best = choose_layer(layers)
         concepts[name] = {"positive_share": float(labels.mean()), "layers": layers, "best_layer": best,
                           "best_acc": layers[best]["test_pair_accuracy"]}
+    return concepts
+
+
+def piece_labels(boards: Sequence[chess.Board]) -> dict[str, np.ndarray]:
+    """{piece concept: (N,) booleans} of `PIECE_CONCEPTS` on `boards`."""
+    return {name: np.array([label(b) for b in boards], dtype=bool) for name, label in PIECE_CONCEPTS.items()}
+
+
+def piece_concepts(net: HookedNet, config: ValidationConfig) -> dict:
+    """Pair accuracy of each piece concept at each layer on three disjoint splits of the positions: mined on 60%,
+    the best layer chosen on a 20% validation split, its accuracy reported on the remaining 20% test split; the
+    mean over concepts of that test accuracy is `best_acc`."""
+    boards = game_positions(config.positions, config.seed)
+    z_by_layer = net.latents(boards, config.layers, batch_size=max(1, len(boards)))  # one pass
+    concepts = static_concept_scores(z_by_layer, piece_labels(boards), config.pairs, config.seed)
+    train, val, test = split_masks(len(boards), config.seed)
     return {"concepts": concepts, "positions": len(boards), "pairs": config.pairs,
             "split": {"train": int(train.sum()), "validation": int(val.sum()), "test": int(test.sum())},
             "best_acc": float(np.mean([c["best_acc"] for c in concepts.values()]))}

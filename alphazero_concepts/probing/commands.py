@@ -1,4 +1,5 @@
-"""`azc probe` and `azc steer`: a thin command layer over `probing` (the lead wires it with `register(app)`)."""
+"""`azc probe`, `azc static` and `azc steer`: a thin command layer over `probing` (the lead wires it with
+`register(app)`)."""
 
 from __future__ import annotations
 
@@ -276,6 +277,157 @@ def _print_table(summary: dict[str, dict], checkpoints: list[str], strongest: st
 
 
 # ------------------------------------------------------------------------------------------------------------
+# static
+
+QUICK_STATIC = {"positions": 600, "pairs": 120, "checkpoints": 3}
+
+
+def _static_sts(sts: str | None, seed: int) -> tuple[list, str]:
+    """(STS positions, source) for `--sts`: none without it; "default": the suite beside the checkout when it
+    exists (said either way); a path: that file, or exit 2 naming it. The themes are checked before any network
+    is loaded."""
+    from alphazero_concepts.arena.sts import read_sts
+    from alphazero_concepts.chess.positions import InputError, ReadReport
+    from alphazero_concepts.probing.static_series import StaticSeriesError, check_splits, default_sts_path, sts_labels
+
+    if sts is None:
+        return [], ""
+    if sts == "default":
+        path = default_sts_path()
+        if not path.is_file():
+            console.print(f"[yellow]STS: the default suite {path} is not there; piece concepts only[/yellow]")
+            return [], ""
+        console.print(f"STS: the default suite {path}")
+    else:
+        path = input_file(Path(sts), "STS suite")
+    report = ReadReport(str(path))
+    try:
+        positions = read_sts(path, report)
+    except InputError as exc:
+        raise _fail(str(exc)) from exc
+    if not positions:
+        raise _fail(f"{path}: no usable STS positions ({report.summary()})")
+    if report.skipped:
+        console.print(f"[yellow]{report.summary()}[/yellow]")
+    labels = sts_labels(positions)
+    if len(labels) < 2:
+        raise _fail(f"{path}: positions of {len(labels)} STS theme(s); a theme concept needs at least two themes")
+    try:
+        check_splits(labels, seed, "STS positions")
+    except StaticSeriesError as exc:
+        raise _fail(f"{path}: {exc}") from exc
+    return positions, str(path)
+
+
+def static(
+    series: Annotated[str | None, typer.Option("--series", "-s", help="Series directory or bundled name (default: "
+                                                                     "the bundled teacher)")] = None,
+    layers: Annotated[list[str] | None, typer.Option("--layers", help="Comma list (default: stem, every block, "
+                                                     "policy.conv, value.conv; quick: stem, the middle and last "
+                                                     "block, value.conv)")] = None,
+    checkpoints: Annotated[list[str] | None, typer.Option("--checkpoints", help="'all' or a comma list (default: "
+                                                          "all; quick: first, middle and last)")] = None,
+    sts: Annotated[str | None, typer.Option("--sts", help="STS suite (EPD) for one concept per theme; 'default': "
+                                            "../shared/data/suites/STS1-STS15_LAN_v5.epd when present. Without "
+                                            "it: piece concepts only")] = None,
+    positions: Annotated[int | None, typer.Option("--positions", min=10, help="Game positions for the piece "
+                                                  "concepts (default 2000; quick 600)")] = None,
+    pairs: Annotated[int | None, typer.Option("--pairs", min=1, help="Pairs per mined concept (default 400; "
+                                              "quick 120)")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Few positions, pairs, layers and checkpoints (about 2 "
+                                                        "minutes on one core)")] = False,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the table here")] = None,
+    figure: Annotated[Path | None, typer.Option("--figure", help="PNG of the table (default: "
+                                                "runs/static/SERIES.png)")] = None,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the positions, the split and the pairs")] = 0,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto")] = "cpu",
+) -> None:
+    """Static concepts per layer and checkpoint: held-out pair accuracy of mined piece (and STS theme) concepts."""
+    import numpy as np
+
+    from alphazero_concepts.concepts.validation import PIECE_CONCEPTS
+    from alphazero_concepts.probing.static_series import (
+        PAPER,
+        StaticSeriesConfig,
+        StaticSeriesError,
+        default_layers,
+        plot_static,
+        static_series,
+        sts_labels,
+    )
+
+    start = time.time()
+    if json_path:
+        output_file(json_path, "--json")
+    if figure is not None:
+        output_file(figure, "--figure")
+        if figure.suffix.lower() != ".png":
+            raise _fail(f"--figure {figure}: expected a .png path")
+    wanted = _split(checkpoints)
+    wanted = [] if wanted == ["all"] else wanted
+    sts_positions, sts_source = _static_sts(sts, seed)
+    loaders, _strongest, label = _networks(None, series, wanted, device)
+    if quick and not wanted and len(loaders) > QUICK_STATIC["checkpoints"]:
+        names = list(loaders)
+        keep = sorted({round(i) for i in np.linspace(0, len(names) - 1, QUICK_STATIC["checkpoints"])})
+        loaders = {names[i]: loaders[names[i]] for i in keep}
+    first_name = next(iter(loaders))
+    first = loaders[first_name]()
+    loaders[first_name] = lambda: first  # loaded once
+    chosen = _split(layers)
+    if not chosen:
+        chosen = default_layers(first)
+        if quick:
+            blocks = [n for n in chosen if n.startswith("block")]
+            chosen = [n for n in chosen if n == "stem" or n == "value.conv"
+                      or (blocks and n in (blocks[len(blocks) // 2], blocks[-1]))]
+    unknown = [n for n in chosen if n not in first.layer_names]
+    if unknown:
+        raise _fail(f"unknown layers {unknown}; the network has: {', '.join(first.layer_names)}")
+    try:
+        config = StaticSeriesConfig(layers=tuple(chosen),
+                                    positions=positions or (QUICK_STATIC["positions"] if quick else 2000),
+                                    pairs=pairs or (QUICK_STATIC["pairs"] if quick else 400), seed=seed)
+    except ValueError as exc:
+        raise _fail(str(exc)) from exc
+    figure = figure or Path("runs/static") / f"{Path(label).name}{'-quick' if quick else ''}.png"
+    n_concepts = len(PIECE_CONCEPTS) + (len(sts_labels(sts_positions)) if sts_positions else 0)
+    console.print(f"checkpoints: {', '.join(loaders)}; layers: {', '.join(chosen)}; {config.positions} game "
+                  f"positions, {config.pairs} pairs; "
+                  + (f"STS themes from {sts_source} ({len(sts_positions)} positions)" if sts_positions
+                     else "piece concepts only (no --sts)"))
+    total = len(loaders) * len(chosen) * n_concepts
+    with _progress() as progress:
+        task = progress.add_task("static", total=total)
+        try:
+            result = static_series(loaders, config, sts=sts_positions or None, sts_source=sts_source,
+                                   progress=lambda c, layer, _k: progress.update(
+                                       task, advance=1, description=f"static {c} {layer}"))
+        except (StaticSeriesError, ValueError) as exc:
+            raise _fail(str(exc)) from exc
+    result.update({"model": label, "quick": quick, "wall_s": time.time() - start, "figure": str(figure)})
+    plot_static(result, figure, title=f"{label}: static concepts — test pair accuracy by layer and checkpoint")
+    table = Table(title="best layer (chosen on validation): test pair accuracy")
+    table.add_column("concept")
+    for c in result["checkpoints"]:
+        table.add_column(c, justify="right")
+    table.add_column("paper", justify="right")
+    for name, concept in result["concepts"].items():
+        cells = [f"{e['best_test_pair_accuracy']:.3f} ({e['best_layer']})" for e in concept["checkpoints"].values()]
+        table.add_row(name, *cells, "")
+    for kind, means in result["summary"]["mean_best"].items():
+        table.add_row(f"[bold]mean ({kind})[/bold]", *(f"{v:.3f}" for v in means.values()), f"{PAPER[kind]:.2f}")
+    console.print(table)
+    console.print(f"wrote {figure}")
+    if json_path:
+        from alphazero_concepts.core.files import atomic_write_bytes
+
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(json_path, (json.dumps(result, indent=2) + "\n").encode(), fsync=False)
+        console.print(f"wrote {json_path}")
+
+
+# ------------------------------------------------------------------------------------------------------------
 # steer
 
 
@@ -411,6 +563,7 @@ def steer(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `probe` and `steer` to the `azc` app."""
+    """Add `probe`, `static` and `steer` to the `azc` app."""
     app.command("probe")(probe)
+    app.command("static")(static)
     app.command("steer")(steer)

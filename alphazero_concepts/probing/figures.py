@@ -4,6 +4,8 @@
   left to right), colour = held-out R² (continuous) or balanced accuracy (binary, 0.5 = chance). A panel that
   brightens to the right means the network learned the target during training; a bright band low in the panel
   means it is computed late.
+  The same function draws `azc static`'s table (`static_series.plot_static`: test pair accuracy of mined static
+  concepts, 0.5 = chance, the layer chosen on validation outlined).
 * `layer_curves`: the same scores as lines over layers, one line per checkpoint, one panel per target.
 * `linear_vs_mlp`: held-out scores of the linear and MLP probes side by side where both ran; a large MLP advantage
   means the target is present but not linearly readable.
@@ -13,7 +15,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import textwrap
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Rectangle
 
 from alphazero_concepts.probing.probes import score_of
 
@@ -46,8 +50,17 @@ def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
 
 
 def heatmaps(rows: Sequence[Mapping], path: str | Path, *, targets: Sequence[str] | None = None,
-             probe: str = "linear", split: str = "random", title: str = "") -> Path:
-    """Layer × checkpoint heatmaps of held-out scores, one panel per target; returns `path`."""
+             probe: str = "linear", split: str = "random", title: str = "",
+             score: Callable[[Mapping], float] = score_of, vmin: float = 0.0, vmax: float = 1.0,
+             metric: str | None = None, label: str | None = None,
+             outline: Mapping[tuple[str, str], str] | None = None) -> Path:
+    """Layer × checkpoint heatmaps of held-out scores, one panel per target; returns `path`.
+
+    The defaults draw probe rows (`score_of`, 0 … 1). Other tables reuse it (`azc static`: pair accuracy, 0.5 …
+    1) with `score` (a row's number), `vmin`/`vmax` (the colour range; the number in the cell is not clipped),
+    `metric` (said in each panel's title; None: R² or balanced accuracy by the rows' kind, "": nothing), `label`
+    (the colour bar's) and `outline` ({(target, checkpoint): layer}: that cell is framed, e.g. the chosen layer).
+    """
     rows = [r for r in rows if r.get("probe") == probe and r.get("split") == split]
     targets = list(targets or _targets(rows))
     layers = _ordered(rows, "layer", "layer_index")
@@ -63,15 +76,22 @@ def heatmaps(rows: Sequence[Mapping], path: str | Path, *, targets: Sequence[str
         kind = "continuous"
         for r in rows:
             if r["target"] == target:
-                grid[layers.index(r["layer"]), checkpoints.index(r["checkpoint"])] = score_of(r)
+                grid[layers.index(r["layer"]), checkpoints.index(r["checkpoint"])] = score(r)
                 kind = r.get("kind", kind)
-        image = ax.imshow(np.clip(grid, 0, 1), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        image = ax.imshow(np.clip(grid, vmin, vmax), vmin=vmin, vmax=vmax, cmap="viridis", aspect="auto")
+        light = vmin + 0.6 * (vmax - vmin)  # viridis is light above this: black numbers there
         for i in range(len(layers)):
             for j in range(len(checkpoints)):
                 if grid[i, j] == grid[i, j]:
                     ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="black" if grid[i, j] > 0.6 else "white")
-        ax.set_title(f"{target} ({'R²' if kind == 'continuous' else 'balanced accuracy'})", fontsize=9)
+                            color="black" if grid[i, j] > light else "white")
+        for j, ckpt in enumerate(checkpoints):
+            framed = (outline or {}).get((target, ckpt))
+            if framed in layers:
+                ax.add_patch(Rectangle((j - 0.5, layers.index(framed) - 0.5), 1, 1, fill=False, edgecolor="red",
+                                       linewidth=1.5))
+        what = ("R²" if kind == "continuous" else "balanced accuracy") if metric is None else metric
+        ax.set_title(textwrap.fill(f"{target} ({what})" if what else target, 34), fontsize=9)
         bottom = k + n_cols >= len(targets)  # checkpoint names only under the lowest panel of each column
         ax.set_xticks(range(len(checkpoints)), checkpoints if bottom else [""] * len(checkpoints), rotation=45,
                       ha="right", fontsize=7)
@@ -79,7 +99,7 @@ def heatmaps(rows: Sequence[Mapping], path: str | Path, *, targets: Sequence[str
     for k in range(len(targets), n_rows * n_cols):
         axes[k // n_cols][k % n_cols].axis("off")
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label=f"held-out score ({split} split, {probe} probe)")
+        fig.colorbar(image, ax=axes, shrink=0.6, label=label or f"held-out score ({split} split, {probe} probe)")
     fig.suptitle(title or "what (panel) – when (checkpoint →) – where (layer ↓)", fontsize=10)
     return _save(fig, path)
 
