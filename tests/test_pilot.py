@@ -346,7 +346,7 @@ def test_figures_of_a_summary_without_controls() -> None:
                     reason="the real Maia weights (../shared/data/models/maia) are not present")
 def test_real_maia_answers_the_bundled_puzzles(tmp_path: Path) -> None:
     """The real Maia-1100 goes through one balanced pair on the committed puzzle set (5 teaching steps)."""
-    pset = load_pilot_set(ROOT / "puzzles" / "bundled-480")
+    pset = load_pilot_set(ROOT / "puzzles" / "teacher-480-novel")
     config = PilotConfig(students=("maia-1100",), repetitions=1, budget=TeachBudget(steps=5), shuffled_control=False,
                          n_boot=200)
     result = run_pilot(Store(tmp_path / "p.sqlite"), pset, config)

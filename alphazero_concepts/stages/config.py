@@ -232,7 +232,7 @@ class PipelineConfig(DictConfig):
             # Both filters score every concept and the funnel shows their verdicts, but at this size (10
             # test prototypes a concept; one student seed, where the default trains three) teachability has no
             # power: the quickstart keeps every solved concept
-            # to show the later stages, and the report and summary say so. `configs/bundled-300.toml` is the
+            # to show the later stages, and the report and summary say so. `configs/teacher-480.toml` is the
             # real run (the paper's rule).
             filters=FiltersStage(order="independent", kept_rule="solved", max_prototypes=24),
             # a short search and 2 puzzles a concept (the default asks 4) so that a few puzzles come out
