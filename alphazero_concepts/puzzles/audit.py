@@ -97,6 +97,7 @@ __all__ = [
     "read_puzzle_file",
 ]
 
+AUDIT_DEPTH = 18  # the audit's default Stockfish depth (the "defaults" a committed set must pass at)
 AUDIT_SCHEMA = "alphazero-concepts/puzzle-audit/1"
 AUDIT_FORMATS = ("pgn", "epd", "csv", "json")
 _SUFFIXES = {".pgn": "pgn", ".epd": "epd", ".csv": "csv", ".json": "json"}
@@ -604,7 +605,7 @@ def _write_json(path: Path, data: Mapping[str, Any]) -> None:
 def audit_command(
     files: Annotated[list[Path], typer.Argument(help="Puzzle files: PGN, EPD (bm + id), Lichess CSV, JSON",
                                                 show_default=False)],
-    depth: Annotated[int, typer.Option("--depth", help="Stockfish search depth per position")] = 18,
+    depth: Annotated[int, typer.Option("--depth", help="Stockfish search depth per position")] = AUDIT_DEPTH,
     nodes: Annotated[int | None, typer.Option("--nodes", help="Search a stated node budget per position "
                                                               "instead of a depth")] = None,
     stockfish: Annotated[str | None, typer.Option("--stockfish", help="Stockfish binary (default: PATH, "
