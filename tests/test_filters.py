@@ -581,3 +581,15 @@ def test_students_seeds_are_in_the_lifts_interval(planted, monkeypatch) -> None:
     assert result.ci[0] <= result.lift <= result.ci[1]
     one = teach_rows(pool, concept, TEACH, concept_id="a")
     assert one.extra["seeds"] == seeds[:1]  # the first seed is the single-seed run's
+
+
+def test_human_sample_records_the_bundled_games_without_the_checkouts_path(tmp_path: Path) -> None:
+    """A committed basis or funnel names the bundled games as `<package>/…`, not this checkout's absolute path;
+    a user's own file keeps its path."""
+    from alphazero_concepts.concepts.samples import bundled_human_games, human_sample
+
+    bundled = human_sample(bundled_human_games(), 5, max_games=3)
+    assert bundled.source == "human:<package>/data/human_games.pgn"
+    own = tmp_path / "mine.pgn"
+    own.write_text(bundled_human_games().read_text())
+    assert human_sample(own, 2, max_games=3).source == f"human:{own}"

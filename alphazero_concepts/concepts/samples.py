@@ -242,6 +242,16 @@ def bundled_human_games() -> Path:
     return Path(str(resources.files("alphazero_concepts").joinpath("data/human_games.pgn")))
 
 
+def portable_path(path: str | Path) -> str:
+    """`path` as recorded in artifacts: `<package>/…` for a file inside this package (the bundled games), so that a
+    committed record does not carry the absolute path of the checkout that made it; other paths unchanged."""
+    from importlib import resources
+
+    package = Path(str(resources.files("alphazero_concepts"))).resolve()
+    resolved = Path(path).resolve()
+    return f"<package>/{resolved.relative_to(package).as_posix()}" if resolved.is_relative_to(package) else str(path)
+
+
 def human_sample(pgn: str | Path, n: int, *, min_ply: int = 10, max_games: int | None = None,
                  min_elo: int | None = None, seed: int = 0, report: ReadReport | None = None) -> PositionSample:
     """`n` positions drawn uniformly (seeded) from the PGN's games at plies ≥ `min_ply` (before a move is played).
@@ -273,7 +283,7 @@ def human_sample(pgn: str | Path, n: int, *, min_ply: int = 10, max_games: int |
         parts.append(_take(game_to_arrays(rec.board(), rec.moves), plies))
         origin.extend((len(games), int(p)) for p in plies)
         games.append((rec.start_fen, [m.uci() for m in rec.moves]))
-    return PositionSample(_concat(parts), fens, np.array(origin), games, source=f"human:{pgn}",
+    return PositionSample(_concat(parts), fens, np.array(origin), games, source=f"human:{portable_path(pgn)}",
                           info={"games_read": len(records), "eligible": total, "min_ply": min_ply,
                                 "short": total < n, "seed": seed})
 
