@@ -31,6 +31,7 @@ import chess
 import numpy as np
 
 from alphazero_concepts.arena.sts import STSPosition
+from alphazero_concepts.arena.sts import default_sts_path as default_sts_path  # re-exported: `azc static --sts default`
 from alphazero_concepts.concepts.validation import (
     game_positions,
     piece_labels,
@@ -42,7 +43,6 @@ from alphazero_concepts.nn.network import HookedNet
 
 NetSource = HookedNet | Callable[[], HookedNet]
 
-STS_FILE = "STS1-STS15_LAN_v5.epd"
 PAPER = {"piece": 0.99, "sts": 0.92}  # held-out pair accuracy in the paper (METHOD.md §1)
 SPLIT_FRACTIONS = {"train": 0.6, "validation": 0.2, "test": 0.2}
 PIECE_SOURCE = "bundled master games (TWIC 920), positions at ply ≥ 10 with their history, seeded sample"
@@ -66,11 +66,6 @@ class StaticSeriesConfig(DictConfig):
 
     def __post_init__(self) -> None:
         check_fields(self)
-
-
-def default_sts_path() -> Path:
-    """The STS suite beside this checkout (../shared/data/suites/STS1-STS15_LAN_v5.epd); it may not exist."""
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "suites" / STS_FILE
 
 
 def default_layers(net: HookedNet) -> list[str]:

@@ -80,7 +80,6 @@ DEFAULT_STUDENTS: tuple[str, ...] = ("maia-1100", "maia-1500", "maia-1900")
 KINDS: tuple[str, ...] = ("main", "shuffled", "sts")
 SIMULATED = "simulated"  # the `method` of every simulated answer
 #: The Strategic Test Suite file looked for beside a checkout (the positive control).
-STS_FILE = "STS1-STS15_LAN_v5.epd"
 
 ProgressFn = Callable[[str, int, int], None]
 log = logging.getLogger("alphazero_concepts.study.pilot")
@@ -179,7 +178,9 @@ def locate_sts(path: str | Path | None = None) -> Path | None:
     """The STS suite: `path`, or ../shared/data/suites/STS1-STS15_LAN_v5.epd beside this checkout; None if absent."""
     if path is not None:
         return Path(path) if Path(path).is_file() else None
-    default = Path(__file__).resolve().parents[3] / "shared" / "data" / "suites" / STS_FILE
+    from alphazero_concepts.arena.sts import default_sts_path
+
+    default = default_sts_path()
     return default if default.is_file() else None
 
 
