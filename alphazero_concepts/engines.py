@@ -35,6 +35,12 @@ def locate_stockfish(path: str | os.PathLike[str] | None = None) -> str | None:
     return None
 
 
+def shared_data_dir() -> Path:
+    """`../shared/data` beside this checkout: where outside data (Maia weights, test suites) is looked for when no
+    path is given; it may not exist (a user's clone has none)."""
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 #: Where Maia's lc0 weight files (maia-1100.pb.gz … maia-1900.pb.gz) are looked for when no folder is given:
 #: $AZC_MAIA_DIR, then the shared data folder beside a checkout. Nothing is ever downloaded.
 MAIA_LEVELS: tuple[str, ...] = tuple(f"maia-{r}" for r in range(1100, 2000, 100))
@@ -46,7 +52,7 @@ def locate_maia_dir(directory: str | os.PathLike[str] | None = None) -> Path | N
     candidates = [Path(directory)] if directory else []
     if os.environ.get("AZC_MAIA_DIR"):
         candidates.append(Path(os.environ["AZC_MAIA_DIR"]))
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / "maia")
+    candidates.append(shared_data_dir() / "models" / "maia")
     for folder in candidates:
         if folder.is_dir() and any(folder.glob("maia-*.pb.gz")):
             return folder

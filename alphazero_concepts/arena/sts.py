@@ -23,6 +23,7 @@ import chess
 
 from alphazero_concepts.arena.players import MCTSPlayer
 from alphazero_concepts.chess.positions import InputError, ReadReport, read_epd
+from alphazero_concepts.engines import shared_data_dir
 from alphazero_concepts.nn.network import HookedNet
 
 STS_FILE = "STS1-STS15_LAN_v5.epd"
@@ -30,7 +31,7 @@ STS_FILE = "STS1-STS15_LAN_v5.epd"
 
 def default_sts_path() -> Path:
     """The STS suite beside this checkout (../shared/data/suites/STS1-STS15_LAN_v5.epd); it may not exist."""
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "suites" / STS_FILE
+    return shared_data_dir() / "suites" / STS_FILE
 
 
 _ID = re.compile(r"^STS\(v(?P<num>\d+)(?:\.\d+)?\)\s*(?P<theme>.*?)\.(?P<pos>\d+)$")

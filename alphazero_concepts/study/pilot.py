@@ -79,7 +79,6 @@ PILOT_SCHEMA = "alphazero-concepts/study-pilot/1"
 DEFAULT_STUDENTS: tuple[str, ...] = ("maia-1100", "maia-1500", "maia-1900")
 KINDS: tuple[str, ...] = ("main", "shuffled", "sts")
 SIMULATED = "simulated"  # the `method` of every simulated answer
-#: The Strategic Test Suite file looked for beside a checkout (the positive control).
 
 ProgressFn = Callable[[str, int, int], None]
 log = logging.getLogger("alphazero_concepts.study.pilot")
