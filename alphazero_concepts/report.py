@@ -302,8 +302,14 @@ def _funnel_section(run: Path) -> str:
                       "(agreement with the teacher < 0.2 on the prototypes) to serve as a student. The bundled "
                       "series is a short supervised run; a series with an early, weak checkpoint is needed for "
                       "the teachability filter to keep anything.")
+    comparison = funnel.get("lift_comparison") or {}
+    lift_rows = [[layer, c["concepts"]["n"], _fmt(c["concepts"]["mean"]), _fmt(c["concepts"]["sd"]),
+                  c["controls"]["n"], _fmt(c["controls"]["mean"]), _fmt(c["controls"]["sd"]), _fmt(c["mann_whitney_p"])]
+                 for layer, c in comparison.items()]
+    lifts = (_table(["layer", "concepts taught", "mean lift", "sd", "controls", "mean lift", "sd",
+                     "Mann–Whitney p"], lift_rows) if lift_rows else "")
     return (_table(["layer", *stages, "kept, beating every control", "already known"], rows) + note
-            + _table(["share failing", "this run", "paper"], share_rows)
+            + _table(["share failing", "this run", "paper"], share_rows) + lifts
             + _png_tag(run / FIGURES / FUNNEL_FIGURE, "funnel")
             + (_png_tag(run / FIGURES / CONTROLS_FIGURE, "concepts against random-vector controls")
                if (run / FIGURES / CONTROLS_FIGURE).is_file() else ""))

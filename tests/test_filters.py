@@ -548,6 +548,32 @@ def test_kept_concepts_beating_controls_are_counted_per_layer(tmp_path: Path) ->
 
 
 @pytest.mark.unit
+def test_lift_comparison_sets_taught_concepts_against_controls_per_layer() -> None:
+    """Concepts that lift far more than every control give a small p; concepts drawn like the controls do not;
+    untaught concepts (already known, NaN) and planted records are left out of both groups."""
+    from alphazero_concepts.filters.funnel import lift_comparison
+
+    rng = np.random.default_rng(0)
+    records = []
+    for layer, shift in (("high", 0.3), ("same", 0.0)):
+        records += [{"id": f"{layer}/c{i}", "layer": layer, "kind": "concept", "status": "ok",
+                     "lift": float(shift + rng.normal(0, 0.02))} for i in range(12)]
+        records += [{"id": f"control/{layer}/{i}", "layer": layer, "kind": "control", "status": "ok",
+                     "lift": float(rng.normal(0, 0.02))} for i in range(8)]
+    records += [{"id": "same/known", "layer": "same", "kind": "concept", "status": "already known", "lift": None},
+                {"id": "same/nan", "layer": "same", "kind": "concept", "status": "ok", "lift": float("nan")},
+                {"id": "planted", "layer": "same", "kind": "planted", "status": "ok", "lift": 0.9}]
+    result = lift_comparison({r["id"]: r for r in records})
+    assert list(result) == ["high", "same", "all"]
+    assert result["high"]["concepts"]["n"] == 12 and result["same"]["concepts"]["n"] == 12
+    assert result["all"]["controls"]["n"] == 16
+    assert result["high"]["mann_whitney_p"] < 0.001 < 0.05 < result["same"]["mann_whitney_p"]
+    assert result["high"]["concepts"]["mean"] == pytest.approx(0.3, abs=0.02)
+    lone = lift_comparison({"x": {"id": "x", "layer": "a", "kind": "concept", "status": "ok", "lift": 0.1}})
+    assert lone["a"]["mann_whitney_p"] is None and lone["a"]["controls"]["n"] == 0
+
+
+@pytest.mark.unit
 def test_students_seeds_are_in_the_lifts_interval(planted, monkeypatch) -> None:
     """With several student seeds every seed trains its own concept and baseline students, the lift is their mean,
     and the interval resamples seeds too: seed-to-seed spread widens it."""

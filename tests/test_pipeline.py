@@ -280,6 +280,8 @@ def test_report_sections_present_and_images_load_in_chromium(base):
     assert "http://" not in text.replace("http://www.w3.org", "")  # self-contained (SVG namespaces aside)
     assert 'class="card"' in text  # kept_rule "solved": concept cards are drawn
     assert "not measured" in text  # the tiny series has no ladder.json
+    comparison = json.loads((run / "funnel.json").read_text())["lift_comparison"]
+    assert comparison["all"]["controls"]["n"] >= 1 and "Mann–Whitney p" in text  # concepts beside the controls
     if CHROMIUM is None or CHROMEDRIVER is None:
         pytest.skip("headless Chromium not installed (apt-get install chromium chromium-driver; .ci/run does this)")
     from selenium import webdriver

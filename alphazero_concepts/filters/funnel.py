@@ -5,7 +5,9 @@
 
 "teachable" = the teachability filter kept the concept (the lift's lower bound above the threshold);
 "kept_beating_controls" = kept concepts whose lower bound is also above every random-vector control's lift at
-their layer (`control_ceilings`), the "specific" kept rule;
+their layer (`control_ceilings`), the "specific" kept rule; `lift_comparison` sets the lifts of every taught
+concept beside those of the random-vector controls, per layer and in total (means, spreads, a Mann–Whitney test):
+whether the test tells this run's concepts from random directions at all;
 "already known" and "too few prototypes" concepts fail it. "novel" = s_k > 0 for every k. With the
 "independent" order both filters scored every solved concept; the funnel is then drawn in the paper's order
 (teachability first). Concepts a filter has not scored yet are counted as `pending` and fail neither filter.
@@ -49,6 +51,49 @@ def _control_lift(record: dict) -> float | None:
     if record.get("kind") != "control" or not isinstance(lift, int | float) or not math.isfinite(lift):
         return None
     return float(lift)
+
+
+def _taught_lift(record: dict) -> float | None:
+    """A concept record's lift when its student was taught (status ok, finite lift), else None."""
+    lift = record.get("lift")
+    if (record.get("kind", "concept") != "concept" or record.get("status") != "ok"
+            or not isinstance(lift, int | float) or not math.isfinite(lift)):
+        return None
+    return float(lift)
+
+
+def _summary(values: Sequence[float]) -> dict:
+    n = len(values)
+    mean = sum(values) / n if n else None
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else None
+    return {"n": n, "mean": mean, "sd": sd}
+
+
+def lift_comparison(teachability: dict[str, dict]) -> dict[str, dict]:
+    """Taught concepts' lifts against the random-vector controls' lifts, per layer and over all layers ("all").
+
+    Each entry: {"concepts": {n, mean, sd}, "controls": {n, mean, sd}, "mann_whitney_p"} (two-sided; None with
+    fewer than two of either). A p far from 0 says the teachability test does not tell these concepts from random
+    directions of the same sparsity, whatever each concept's own interval says.
+    """
+    from scipy.stats import mannwhitneyu
+
+    groups: dict[str, tuple[list[float], list[float]]] = {}
+    for r in teachability.values():
+        concept, control = _taught_lift(r), _control_lift(r)
+        for key in (r.get("layer", ""), "all"):
+            if concept is not None:
+                groups.setdefault(key, ([], []))[0].append(concept)
+            if control is not None:
+                groups.setdefault(key, ([], []))[1].append(control)
+    out = {}
+    for key in sorted((k for k in groups if k != "all"), key=_layer_order) + (["all"] if groups else []):
+        concepts, controls = groups[key]
+        p = None
+        if len(concepts) > 1 and len(controls) > 1:
+            p = float(mannwhitneyu(concepts, controls, alternative="two-sided").pvalue)
+        out[key] = {"concepts": _summary(concepts), "controls": _summary(controls), "mann_whitney_p": p}
+    return out
 
 
 def _layer_order(layer: str) -> list:
@@ -115,7 +160,7 @@ def funnel(concepts: Sequence[Concept], teachability: dict[str, dict], novelty: 
     controls = [{k: r.get(k) for k in ("id", "layer", "student", "lift", "ci", "kept", "status")}
                 for r in teachability.values() if r.get("kind") == "control"]
     return {"order": order, "stages": stages, "layers": layers, "total": total, "controls": controls,
-            "control_ceilings": ceilings,
+            "control_ceilings": ceilings, "lift_comparison": lift_comparison(teachability),
             "paper": dict(PAPER),
             "notes": "shares: fail_<first> = 1 − first/solved, fail_<second>_of_rest = 1 − second/first; "
                      "paper: ≈97.6% fail teachability, then ≈27% of the rest fail novelty"}
