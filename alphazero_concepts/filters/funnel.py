@@ -211,9 +211,10 @@ def funnel_figure(result: dict, path: str | Path) -> Path:
 
 
 def controls_figure(teachability: dict[str, dict], path: str | Path) -> Path | None:
-    """Per layer with controls: each random-vector control's lift (red ×) beside each teachable concept's lower
-    bound (dots: green above every control of its layer, grey not), with the layer's ceiling dashed. Layers
-    without a taught control are left out (nothing there can beat a control). None without controls."""
+    """Per layer with controls: every random-vector control's lift (red ×) beside every taught concept's lift
+    (dots: green when its lower bound is above every control of its layer, blue when it is only teachable, grey
+    otherwise), the layer's ceiling dashed. Whether concepts and controls overlap is the point of the figure.
+    Layers without a taught control are left out (nothing there can beat a control). None without controls."""
     plt = pyplot()
     import numpy as np
     from matplotlib.lines import Line2D
@@ -223,23 +224,25 @@ def controls_figure(teachability: dict[str, dict], path: str | Path) -> Path | N
         return None
     layers = sorted(ceilings, key=_layer_order)
     rng = np.random.default_rng(0)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.8 * len(layers)), 3.8))
+    fig, ax = plt.subplots(figsize=(3.0 + 1.6 * len(layers), 3.8))
     for x, layer in enumerate(layers):
         rows = [r for r in teachability.values() if r.get("layer") == layer]
         lifts = [lift for r in rows if (lift := _control_lift(r)) is not None]
-        lows = [float(r["ci"][0]) for r in rows if r.get("kind") != "control" and r.get("kept") and r.get("ci")]
+        taught = [r for r in rows if _taught_lift(r) is not None]
+        colours = ["#2a7" if beats_controls(r, ceilings) else "#36c" if r.get("kept") else "#999" for r in taught]
         ax.scatter(x - 0.17 + rng.uniform(-0.08, 0.08, len(lifts)), lifts, marker="x", color="#c33", zorder=3)
-        beats = ["#2a7" if lo > ceilings[layer] else "#999" for lo in lows]
-        ax.scatter(x + 0.17 + rng.uniform(-0.08, 0.08, len(lows)), lows, c=beats, s=18, zorder=3)
+        ax.scatter(x + 0.17 + rng.uniform(-0.08, 0.08, len(taught)), [float(r["lift"]) for r in taught],
+                   c=colours, s=14, zorder=3)
         ax.hlines(ceilings[layer], x - 0.4, x + 0.4, colors="#c33", linestyles="--", lw=1)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_xticks(range(len(layers)))
     ax.set_xticklabels(layers)
-    ax.set_ylabel("lift (controls) / lower bound (concepts)")
-    ax.set_title("teachable concepts against random-vector controls", fontsize=10)
-    ax.legend(handles=[Line2D([], [], marker="x", color="#c33", ls="", label="control: lift"),
+    ax.set_ylabel("lift in agreement with the teacher")
+    ax.set_title("taught concepts against random-vector controls", fontsize=10)
+    ax.legend(handles=[Line2D([], [], marker="x", color="#c33", ls="", label="control"),
                        Line2D([], [], color="#c33", ls="--", label="largest control lift"),
                        Line2D([], [], marker="o", color="#2a7", ls="", label="concept: lower bound above it"),
-                       Line2D([], [], marker="o", color="#999", ls="", label="concept: lower bound below it")],
+                       Line2D([], [], marker="o", color="#36c", ls="", label="concept: teachable only"),
+                       Line2D([], [], marker="o", color="#999", ls="", label="concept: not teachable")],
               fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save_figure(fig, path)
