@@ -304,10 +304,10 @@ def _funnel_section(run: Path) -> str:
                       "the teachability filter to keep anything.")
     comparison = funnel.get("lift_comparison") or {}
     lift_rows = [[layer, c["concepts"]["n"], _fmt(c["concepts"]["mean"]), _fmt(c["concepts"]["sd"]),
-                  c["controls"]["n"], _fmt(c["controls"]["mean"]), _fmt(c["controls"]["sd"]), _fmt(c["mann_whitney_p"])]
-                 for layer, c in comparison.items()]
-    lifts = (_table(["layer", "concepts taught", "mean lift", "sd", "controls", "mean lift", "sd",
-                     "Mann–Whitney p"], lift_rows) if lift_rows else "")
+                  c["controls"]["n"], _fmt(c["controls"]["mean"]), _fmt(c["controls"]["sd"]),
+                  _fmt(c["mann_whitney_p"], ".2g")] for layer, c in comparison.items()]
+    lifts = (_table(["layer", "concepts taught", "concepts: mean lift", "concepts: sd", "controls taught",
+                     "controls: mean lift", "controls: sd", "Mann–Whitney p"], lift_rows) if lift_rows else "")
     return (_table(["layer", *stages, "kept, beating every control", "already known"], rows) + note
             + _table(["share failing", "this run", "paper"], share_rows) + lifts
             + _png_tag(run / FIGURES / FUNNEL_FIGURE, "funnel")

@@ -5,12 +5,13 @@
 
 "teachable" = the teachability filter kept the concept (the lift's lower bound above the threshold);
 "kept_beating_controls" = kept concepts whose lower bound is also above every random-vector control's lift at
-their layer (`control_ceilings`), the "specific" kept rule; `lift_comparison` sets the lifts of every taught
-concept beside those of the random-vector controls, per layer and in total (means, spreads, a Mann–Whitney test):
-whether the test tells this run's concepts from random directions at all;
-"already known" and "too few prototypes" concepts fail it. "novel" = s_k > 0 for every k. With the
-"independent" order both filters scored every solved concept; the funnel is then drawn in the paper's order
-(teachability first). Concepts a filter has not scored yet are counted as `pending` and fail neither filter.
+their layer (`control_ceilings`), the "specific" kept rule;
+"already known" and "too few prototypes" concepts fail the teachability filter. `lift_comparison` sets the lifts of
+every taught concept beside those of the random-vector controls, per layer and in total (means, spreads, a
+Mann–Whitney test): whether the test tells this run's concepts from random directions at all.
+"novel" = s_k > 0 for every k. With the "independent" order both filters scored every solved concept; the funnel
+is then drawn in the paper's order (teachability first). Concepts a filter has not scored yet are counted as
+`pending` and fail neither filter.
 
 Paper (Schut et al.): ≈ 97.6% of candidates fail teachability, and ≈ 27% of the rest fail novelty.
 """
@@ -73,15 +74,16 @@ def lift_comparison(teachability: dict[str, dict]) -> dict[str, dict]:
     """Taught concepts' lifts against the random-vector controls' lifts, per layer and over all layers ("all").
 
     Each entry: {"concepts": {n, mean, sd}, "controls": {n, mean, sd}, "mann_whitney_p"} (two-sided; None with
-    fewer than two of either). A p far from 0 says the teachability test does not tell these concepts from random
-    directions of the same sparsity, whatever each concept's own interval says.
+    fewer than two of either). A large p means the test found no difference from random directions of the same
+    sparsity (with few concepts it has little power). "all" pools the layers as they come, so it also reflects how
+    the concepts are spread over layers. Records without a status (older files) are left out.
     """
     from scipy.stats import mannwhitneyu
 
     groups: dict[str, tuple[list[float], list[float]]] = {}
     for r in teachability.values():
         concept, control = _taught_lift(r), _control_lift(r)
-        for key in (r.get("layer", ""), "all"):
+        for key in (str(r.get("layer") or ""), "all"):
             if concept is not None:
                 groups.setdefault(key, ([], []))[0].append(concept)
             if control is not None:
@@ -229,7 +231,8 @@ def controls_figure(teachability: dict[str, dict], path: str | Path) -> Path | N
         rows = [r for r in teachability.values() if r.get("layer") == layer]
         lifts = [lift for r in rows if (lift := _control_lift(r)) is not None]
         taught = [r for r in rows if _taught_lift(r) is not None]
-        colours = ["#2a7" if beats_controls(r, ceilings) else "#36c" if r.get("kept") else "#999" for r in taught]
+        colours = ["#2a7" if r.get("kept") and beats_controls(r, ceilings) else "#36c" if r.get("kept") else "#999"
+                   for r in taught]
         ax.scatter(x - 0.17 + rng.uniform(-0.08, 0.08, len(lifts)), lifts, marker="x", color="#c33", zorder=3)
         ax.scatter(x + 0.17 + rng.uniform(-0.08, 0.08, len(taught)), [float(r["lift"]) for r in taught],
                    c=colours, s=14, zorder=3)
