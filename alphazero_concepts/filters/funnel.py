@@ -46,21 +46,22 @@ def control_ceilings(teachability: dict[str, dict]) -> dict[str, float]:
     return out
 
 
+def _finite_lift(record: dict) -> float | None:
+    """A record's lift, or None when it has none (missing, NaN: not taught)."""
+    lift = record.get("lift")
+    return float(lift) if isinstance(lift, int | float) and math.isfinite(lift) else None
+
+
 def _control_lift(record: dict) -> float | None:
     """A control record's lift, or None when it is not a control or was not taught (NaN or missing lift)."""
-    lift = record.get("lift")
-    if record.get("kind") != "control" or not isinstance(lift, int | float) or not math.isfinite(lift):
-        return None
-    return float(lift)
+    return _finite_lift(record) if record.get("kind") == "control" else None
 
 
 def _taught_lift(record: dict) -> float | None:
     """A concept record's lift when its student was taught (status ok, finite lift), else None."""
-    lift = record.get("lift")
-    if (record.get("kind", "concept") != "concept" or record.get("status") != "ok"
-            or not isinstance(lift, int | float) or not math.isfinite(lift)):
+    if record.get("kind", "concept") != "concept" or record.get("status") != "ok":
         return None
-    return float(lift)
+    return _finite_lift(record)
 
 
 def _summary(values: Sequence[float]) -> dict:
