@@ -6,6 +6,7 @@ the design buys (vectorised encoding, batched network calls, batched search) ind
 
 from __future__ import annotations
 
+import copy
 import gc
 import itertools
 import platform
@@ -246,6 +247,7 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
         log("self-play and training …")
         result.update(bench_selfplay(net))
         result.update(bench_train(net))
+        result.update(bench_bf16(net, config.seconds))
     if config.ray:
         from alphazero_concepts.distributed.bench import bench_ray_mining
 
@@ -253,6 +255,39 @@ def run_bench(net: AZNet, config: BenchConfig, log: Callable[[str], None] = prin
         result.update(bench_ray_mining(net, roots=6 if config.quick else 16, repeats=1 if config.quick else 3,
                                        log=log))
     return result
+
+
+def bench_bf16(net: AZNet, seconds: float, batch_size: int = 256, seed: int = 0) -> dict[str, float]:
+    """bfloat16 autocast against float32, paired: training steps (forward, backward, AdamW on a copy of `net`) and
+    forward passes of a batch. Fast only where the hardware has bfloat16 units (AVX-512 BF16, AMX, a GPU)."""
+    model = copy.deepcopy(net).float().to(net.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch_size, model.config.input_planes, 8, 8, generator=gen).to(net.device)
+
+    def step(bf16: bool) -> int:
+        model.train()
+        with torch.autocast(net.device.type, dtype=torch.bfloat16, enabled=bf16):
+            heads = model.forward_heads(x)
+        loss = heads["policy"].float().logsumexp(dim=1).mean() + heads["value"].float().square().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return batch_size
+
+    @torch.inference_mode()
+    def forward(bf16: bool) -> int:
+        model.eval()
+        with torch.autocast(net.device.type, dtype=torch.bfloat16, enabled=bf16):
+            model.forward_heads(x[:128])
+        return 128
+
+    bf16_train, fp32_train, train_ratio = _paired_rates(lambda: step(True), lambda: step(False), seconds,
+                                                        min_rounds=3)
+    bf16_net, fp32_net, net_ratio = _paired_rates(lambda: forward(True), lambda: forward(False), seconds)
+    return {"train_positions_per_s_fp32": fp32_train, "train_positions_per_s_bf16": bf16_train,
+            "train_bf16_speedup": train_ratio, "net_positions_per_s_fp32": fp32_net,
+            "net_positions_per_s_bf16": bf16_net, "net_bf16_speedup": net_ratio}
 
 
 class RawPairedEvaluator:

@@ -401,6 +401,9 @@ def train_distill_cmd(
     seed: Annotated[int | None, typer.Option(help="Seed of the weights and the data order [0]")] = None,
     threads: Annotated[int, typer.Option(help="Torch CPU threads")] = 2,
     device: DeviceOpt = "cpu",
+    precision: Annotated[str | None, typer.Option(
+        help="fp32, or bf16: bfloat16 autocast for the forward and backward pass (faster where the CPU or GPU "
+             "has bfloat16 units; weights and optimiser stay float32) [fp32]")] = None,
 ) -> None:
     """Kick-start a network from an engine's search (policy: MultiPV scores, value: WDL) on engine-labelled
     machine games; resumable (kill -9 included) with the same data order."""
@@ -420,7 +423,7 @@ def train_distill_cmd(
         config = config_of(out, [str(p) for p in games], total_steps=steps, batch_size=batch_size, lr=lr,
                            policy_temperature_cp=temperature, checkpoint_every=checkpoint_every, seed=seed,
                            history_dropout=history_dropout, repeat=tuple(repeat) if repeat else None,
-                           threads=threads, device=device, net=net)
+                           threads=threads, device=device, precision=precision, net=net)
     except (ValueError, TypeError) as exc:
         raise _fail(str(exc)) from exc
     stop = min(config.total_steps, max_steps or config.total_steps)

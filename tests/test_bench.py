@@ -44,3 +44,16 @@ def test_run_bench_reports_every_ratio_on_a_tiny_net() -> None:
         assert result[key] > 0, key
     assert result["activation_collect_layers"] == ["block0", "block1", "policy.conv"]
     assert result["mcts_batched_evaluations_per_call"] <= config.batch
+
+
+def test_bench_bf16_times_both_precisions_on_a_copy_and_leaves_the_net_unchanged() -> None:
+    from alphazero_concepts.bench import bench_bf16
+
+    torch.manual_seed(0)
+    net = AZNet(NetConfig(blocks=2, channels=8, value_channels=2, value_hidden=8)).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    result = bench_bf16(net, seconds=0.05, batch_size=16)
+    for key in ("train_positions_per_s_fp32", "train_positions_per_s_bf16", "train_bf16_speedup",
+                "net_positions_per_s_fp32", "net_positions_per_s_bf16", "net_bf16_speedup"):
+        assert result[key] > 0, key
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

@@ -247,6 +247,24 @@ def test_a_distillation_step_reduces_loss_on_a_fixed_batch(tmp_path: Path) -> No
     assert last["value_loss"] < first["value_loss"]
 
 
+def test_a_bf16_autocast_step_also_reduces_loss_and_keeps_float32_weights(tmp_path: Path) -> None:
+    write_games(tmp_path / "g.jsonl.gz", 6)
+    data = load_engine_data([tmp_path / "g.jsonl.gz"])
+    config = _config(tmp_path, precision="bf16")
+    torch.manual_seed(0)
+    net = AZNet(TINY)
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+    rows = np.arange(64)
+    first = kd.train_step(net, opt, data, rows, config)
+    for _ in range(30):
+        last = kd.train_step(net, opt, data, rows, config)
+    assert last["policy_loss"] < first["policy_loss"] - 0.5
+    assert last["value_loss"] < first["value_loss"]
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    with pytest.raises(ValueError, match="precision"):
+        _config(tmp_path, precision="fp8")
+
+
 def test_data_order_is_a_pure_function_of_seed_and_step() -> None:
     rows = np.arange(1000)
     a = [kd.batch_rows(rows, s, 64, seed=1) for s in range(20)]

@@ -38,6 +38,7 @@ from alphazero_concepts.training.supervised import lr_at
 
 STATE_FILE = "distill_state.pt"
 CONFIG_FILE = "distill.json"
+PRECISIONS = ("fp32", "bf16")
 LOG_FILE = "distill_log.jsonl"
 
 
@@ -70,6 +71,9 @@ class DistillConfig:
     log_every: int = 50
     threads: int = 2
     device: str = "cpu"
+    # "bf16": forward and backward under bfloat16 autocast (weights, optimiser and held-out metrics stay float32);
+    # 1.5× faster a step on a CPU with AVX-512 BF16, more on a GPU (`azc bench`, `train_bf16_speedup`)
+    precision: str = "fp32"
     prefix: str = "kd"
 
     def __post_init__(self) -> None:
@@ -78,6 +82,8 @@ class DistillConfig:
                 raise ValueError(f"distill {name} must be ≥ 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.policy_temperature_cp < 0 or self.value_weight < 0:
             raise ValueError("distill lr must be > 0, policy_temperature_cp and value_weight ≥ 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"distill precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if not 0 <= self.history_dropout <= 1:
             raise ValueError(f"distill history_dropout must be in [0, 1], got {self.history_dropout}")
         if self.repeat and (len(self.repeat) != len(self.games) or min(self.repeat) < 1):
@@ -131,7 +137,7 @@ def losses(net: AZNet, data: EngineData, rows: np.ndarray, temperature_cp: float
     device = net.device
     x = torch.from_numpy(arrays_to_planes(data.arrays(rows, bare))).to(device)
     target_p = torch.from_numpy(data.policy_target(rows, temperature_cp)).to(device)
-    heads = net.forward_heads(x)
+    heads = {k: v.float() for k, v in net.forward_heads(x).items()}  # float32 losses under bf16 autocast too
     logp = F.log_softmax(heads["policy"], dim=1)
     policy_loss = -(target_p * logp).sum(dim=1).mean()
     value_target = torch.from_numpy(data.value_target(rows)).to(device)
@@ -150,8 +156,9 @@ def train_step(net: AZNet, opt: torch.optim.Optimizer, data: EngineData, rows: n
     """One optimiser step on `rows` (batch `step`); returns the batch's losses and top-1 agreement with the
     engine."""
     net.train()
-    out = losses(net, data, rows, config.policy_temperature_cp,
-                 bare_mask(config.seed, step, len(rows), config.history_dropout))
+    with torch.autocast(net.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        out = losses(net, data, rows, config.policy_temperature_cp,
+                     bare_mask(config.seed, step, len(rows), config.history_dropout))
     loss = out["policy_loss"] + config.value_weight * out["value_loss"]
     opt.zero_grad(set_to_none=True)
     loss.backward()
