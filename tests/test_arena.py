@@ -304,6 +304,15 @@ def test_mcts_player_batches_all_boards_and_raw_policy() -> None:
     moves = player.choose_moves(boards)
     assert all(m in b.legal_moves for m, b in zip(moves, boards, strict=True))
     assert player.budget == {"kind": "mcts", "simulations": 0}
+    bf16 = MCTSPlayer(tiny_net(1), 4, name="bf16", precision="bf16")
+    assert bf16.budget == {"kind": "mcts", "simulations": 4, "precision": "bf16"}
+    assert all(m in b.legal_moves for m, b in zip(bf16.choose_moves(boards), boards, strict=True))
+    with pytest.raises(ValueError, match="precision"):
+        MCTSPlayer(tiny_net(1), 4, precision="int8")
+    fp32 = LadderConfig(games=2, simulations=8, maia_simulations=16)
+    assert ladder_mod.pairing_key("c0", "maia-1900", fp32) == "c0@sims=8 vs maia-1900@sims=16 games=2 max_plies=400"
+    assert ladder_mod.pairing_key("c0", "maia-1900", replace(fp32, precision="bf16")) == \
+        "c0@sims=8,bf16 vs maia-1900@sims=16,bf16 games=2 max_plies=400"  # stored apart from fp32 results
 
 
 # ---------------------------------------------------------------------------------------------------------------

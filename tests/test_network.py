@@ -213,6 +213,19 @@ def test_predict_on_numpy_matches_forward() -> None:
     np.testing.assert_allclose(p_value, value.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_predict_in_bf16_is_close_to_fp32_but_not_identical_and_unknown_precisions_are_refused() -> None:
+    net = make_net()
+    x = sample_planes(5).numpy()
+    logits, value = predict(net, x)
+    b_logits, b_value = predict(net, x, precision="bf16")
+    assert b_logits.dtype == np.float32 and b_value.dtype == np.float32
+    assert not np.array_equal(b_logits, logits)  # bf16 did run: ~3 significant digits
+    np.testing.assert_allclose(b_logits, logits, atol=0.05 * np.abs(logits).max())
+    np.testing.assert_allclose(b_value, value, atol=0.05)
+    with pytest.raises(ValueError, match="precision"):
+        predict(net, x, precision="fp16")
+
+
 def test_the_format_encodes_a_black_to_move_board_for_the_net() -> None:
     net = make_net()
     board = chess.Board()

@@ -86,6 +86,9 @@ def arena(
                          ] = False,
     threads: ThreadsOpt = 1,
     device: DeviceOpt = "cpu",
+    precision: Annotated[str, typer.Option(
+        "--precision", help="fp32, or bf16: every network (ours and Maia) under bfloat16 autocast, faster where the "
+                            "CPU or GPU has bfloat16 units; pairings are stored apart from fp32 ones")] = "fp32",
 ) -> None:
     """Elo ladder of a checkpoint series: matches, Stockfish levels, fit, ladder.json + PGNs + plot (resumable)."""
     from alphazero_concepts.arena.ladder import Ladder, LadderConfig
@@ -111,7 +114,8 @@ def arena(
                               stockfish_path=stockfish, stockfish_vs=tuple(_names(stockfish_vs)), ci=ci,
                               maia=tuple(_names(maia)), maia_simulations=maia_sims,
                               maia_dir=str(maia_dir) if maia_dir else None,
-                              sts_suite=str(sts) if sts else None, sts_simulations=sts_sims, device=device)
+                              sts_suite=str(sts) if sts else None, sts_simulations=sts_sims, device=device,
+                              precision=precision)
         ladder = Ladder(s, out or Path("runs/arena") / s.name, config)
     except (CheckpointError, ValueError) as exc:
         raise _fail(str(exc)) from exc

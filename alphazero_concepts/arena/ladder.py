@@ -37,7 +37,7 @@ from alphazero_concepts.arena.match import GameResult, MatchResult, play_match
 from alphazero_concepts.arena.players import MCTSPlayer, Player, StockfishPlayer, find_stockfish, stockfish_name
 from alphazero_concepts.engines import locate_maia_dir
 from alphazero_concepts.nn.checkpoints import Series, atomic_write_bytes
-from alphazero_concepts.nn.network import DictConfig
+from alphazero_concepts.nn.network import DictConfig, check_precision
 from alphazero_concepts.plotting import pyplot, save_figure
 from alphazero_concepts.search.roots import bundled_openings
 
@@ -69,8 +69,10 @@ class LadderConfig(DictConfig):
     sts_suite: str | None = None  # STS EPD: score every checkpoint and add the totals to ladder.json
     sts_simulations: int | None = None  # default: `simulations`
     device: str = "cpu"
+    precision: str = "fp32"  # "bf16": every network (ours and Maia) under bfloat16 autocast; part of pairing keys
 
     def __post_init__(self) -> None:
+        check_precision(self.precision)
         for name in ("checkpoints", "stockfish_elo", "stockfish_skill", "stockfish_vs", "maia"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.games < 1 or self.simulations < 0 or self.max_plies < 1:
@@ -106,9 +108,10 @@ def _spec(name: str, config: LadderConfig) -> str:
         budget = config.stockfish_budget()
         return f"{name}@" + (f"nodes={budget['nodes']}" if budget["nodes"] is not None else
                              f"movetime={budget['movetime']:g}")
+    tail = "" if config.precision == "fp32" else f",{config.precision}"
     if name.startswith("maia-") and config.maia_simulations is not None:
-        return f"{name}@sims={config.maia_simulations}"
-    return f"{name}@sims={config.simulations}"
+        return f"{name}@sims={config.maia_simulations}{tail}"
+    return f"{name}@sims={config.simulations}{tail}"
 
 
 def pairing_key(a: str, b: str, config: LadderConfig) -> str:
@@ -207,7 +210,7 @@ class Ladder:
 
                 net, _ = load_lc0(cfg.maia_path(name), cfg.device)
                 sims = cfg.simulations if cfg.maia_simulations is None else cfg.maia_simulations
-                self._players[name] = MCTSPlayer(net, sims, name=name)
+                self._players[name] = MCTSPlayer(net, sims, name=name, precision=cfg.precision)
             elif name.startswith("stockfish-"):
                 elo, skill = next((e, s) for e, s in cfg.stockfish_levels() if stockfish_name(e, s) == name)
                 budget = cfg.stockfish_budget()
@@ -215,7 +218,7 @@ class Ladder:
                                                       path=cfg.stockfish_path, name=name)
             else:
                 net, _ = self.series.load(name, cfg.device)
-                self._players[name] = MCTSPlayer(net, cfg.simulations, name=name)
+                self._players[name] = MCTSPlayer(net, cfg.simulations, name=name, precision=cfg.precision)
         return self._players[name]
 
     def close(self) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 
 from alphazero_concepts.chess.encoding import boards_to_arrays, legal_move_indices
 from alphazero_concepts.engines import STOCKFISH_DIRS, locate_stockfish
-from alphazero_concepts.nn.network import HookedNet
+from alphazero_concepts.nn.network import HookedNet, check_precision
 from alphazero_concepts.search.mcts import MCTS, Evaluator, MCTSConfig, NetEvaluator
 
 PLAYER_CACHE_SIZE = 50_000  # evaluations an MCTSPlayer keeps: a few moves of 40 games at 400 simulations
@@ -95,14 +95,17 @@ class MCTSPlayer(Player):
     """
 
     def __init__(self, net: HookedNet | None, simulations: int = 100, name: str = "mcts", *,
-                 evaluator: Evaluator | None = None, config: MCTSConfig | None = None) -> None:
+                 evaluator: Evaluator | None = None, config: MCTSConfig | None = None,
+                 precision: str = "fp32") -> None:
         if simulations < 0:
             raise ValueError(f"simulations must be ≥ 0, got {simulations}")
         if net is None and evaluator is None:
             raise ValueError("MCTSPlayer needs a network or an evaluator")
         self.name = name
         self.simulations = simulations
-        self.evaluator: Evaluator = evaluator if evaluator is not None else NetEvaluator(net)  # type: ignore[arg-type]
+        self.precision = check_precision(precision)
+        self.evaluator: Evaluator = evaluator if evaluator is not None else \
+            NetEvaluator(net, precision=precision)  # type: ignore[arg-type]
         base = config or MCTSConfig(cache_size=PLAYER_CACHE_SIZE)
         self.config = MCTSConfig(**{**base.to_dict(), "simulations": max(1, simulations), "add_noise": False})
         self.mcts = MCTS(self.evaluator, self.config)
@@ -111,7 +114,10 @@ class MCTSPlayer(Player):
 
     @property
     def budget(self) -> dict[str, object]:
-        return {"kind": "mcts", "simulations": self.simulations}
+        budget: dict[str, object] = {"kind": "mcts", "simulations": self.simulations}
+        if self.precision != "fp32":
+            budget["precision"] = self.precision
+        return budget
 
     def stats(self) -> dict[str, float]:
         """Moves chosen, positions the network evaluated (cache misses) and network calls, seconds spent."""

@@ -15,7 +15,7 @@ import chess
 import numpy as np
 
 from alphazero_concepts.chess.encoding import PositionArrays
-from alphazero_concepts.nn.network import AZNet, predict
+from alphazero_concepts.nn.network import AZNet, check_precision, predict
 
 
 @dataclass(frozen=True)
@@ -174,14 +174,15 @@ def principal_variation(root: SearchNode) -> list[chess.Move]:
 class NetEvaluator:
     """Evaluates positions with a network: encodes with the network's format, softmax over legal moves."""
 
-    def __init__(self, net: AZNet, batch_size: int = 1024) -> None:
+    def __init__(self, net: AZNet, batch_size: int = 1024, precision: str = "fp32") -> None:
         self.net = net
         self.format = net.format
         self.batch_size = batch_size
+        self.precision = check_precision(precision)  # "bf16": bfloat16 autocast
 
     def evaluate(self, arrays: PositionArrays, legal: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         planes = self.format.arrays_to_planes(arrays)
-        logits, values = predict(self.net, planes, self.batch_size)
+        logits, values = predict(self.net, planes, self.batch_size, self.precision)
         return legal_softmax(logits, legal), values
 
 

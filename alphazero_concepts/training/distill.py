@@ -32,13 +32,12 @@ import torch.nn.functional as F
 
 from alphazero_concepts.chess.encoding import arrays_to_planes
 from alphazero_concepts.nn.checkpoints import CheckpointMeta, Series, atomic_write_bytes
-from alphazero_concepts.nn.network import AZNet, NetConfig, resolve_device
+from alphazero_concepts.nn.network import AZNet, NetConfig, check_precision, precision_context, resolve_device
 from alphazero_concepts.training.engine_data import EngineData, load_engine_data
 from alphazero_concepts.training.supervised import lr_at
 
 STATE_FILE = "distill_state.pt"
 CONFIG_FILE = "distill.json"
-PRECISIONS = ("fp32", "bf16")
 LOG_FILE = "distill_log.jsonl"
 
 
@@ -82,8 +81,7 @@ class DistillConfig:
                 raise ValueError(f"distill {name} must be ≥ 1, got {getattr(self, name)}")
         if self.lr <= 0 or self.policy_temperature_cp < 0 or self.value_weight < 0:
             raise ValueError("distill lr must be > 0, policy_temperature_cp and value_weight ≥ 0")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"distill precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        check_precision(self.precision, "distill precision")
         if not 0 <= self.history_dropout <= 1:
             raise ValueError(f"distill history_dropout must be in [0, 1], got {self.history_dropout}")
         if self.repeat and (len(self.repeat) != len(self.games) or min(self.repeat) < 1):
@@ -156,7 +154,7 @@ def train_step(net: AZNet, opt: torch.optim.Optimizer, data: EngineData, rows: n
     """One optimiser step on `rows` (batch `step`); returns the batch's losses and top-1 agreement with the
     engine."""
     net.train()
-    with torch.autocast(net.device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+    with precision_context(net.device, config.precision):
         out = losses(net, data, rows, config.policy_temperature_cp,
                      bare_mask(config.seed, step, len(rows), config.history_dropout))
     loss = out["policy_loss"] + config.value_weight * out["value_loss"]
