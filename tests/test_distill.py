@@ -232,10 +232,11 @@ def _config(tmp_path: Path, **kw) -> kd.DistillConfig:
     return kd.DistillConfig(**base)
 
 
-def test_a_distillation_step_reduces_loss_on_a_fixed_batch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_distillation_step_reduces_loss_on_a_fixed_batch(tmp_path: Path, precision: str) -> None:
     write_games(tmp_path / "g.jsonl.gz", 6)
     data = load_engine_data([tmp_path / "g.jsonl.gz"])
-    config = _config(tmp_path)
+    config = _config(tmp_path, precision=precision)
     torch.manual_seed(0)
     net = AZNet(TINY)
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
@@ -245,22 +246,7 @@ def test_a_distillation_step_reduces_loss_on_a_fixed_batch(tmp_path: Path) -> No
         last = kd.train_step(net, opt, data, rows, config)
     assert last["policy_loss"] < first["policy_loss"] - 0.5
     assert last["value_loss"] < first["value_loss"]
-
-
-def test_a_bf16_autocast_step_also_reduces_loss_and_keeps_float32_weights(tmp_path: Path) -> None:
-    write_games(tmp_path / "g.jsonl.gz", 6)
-    data = load_engine_data([tmp_path / "g.jsonl.gz"])
-    config = _config(tmp_path, precision="bf16")
-    torch.manual_seed(0)
-    net = AZNet(TINY)
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
-    rows = np.arange(64)
-    first = kd.train_step(net, opt, data, rows, config)
-    for _ in range(30):
-        last = kd.train_step(net, opt, data, rows, config)
-    assert last["policy_loss"] < first["policy_loss"] - 0.5
-    assert last["value_loss"] < first["value_loss"]
-    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # bf16 autocast keeps float32 weights
     with pytest.raises(ValueError, match="precision"):
         _config(tmp_path, precision="fp8")
 
