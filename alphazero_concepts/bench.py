@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from alphazero_concepts.chess.encoding import HISTORY_STEPS, N_PLANES, PositionArrays, encode
-from alphazero_concepts.nn.network import AZNet, predict
+from alphazero_concepts.nn.network import AZNet, precision_context, predict
 from alphazero_concepts.search.mcts import MCTS, MCTSConfig, NetEvaluator, ReferenceMCTS, UniformEvaluator
 
 
@@ -267,7 +267,7 @@ def bench_bf16(net: AZNet, seconds: float, batch_size: int = 256, seed: int = 0)
 
     def step(bf16: bool) -> int:
         model.train()
-        with torch.autocast(net.device.type, dtype=torch.bfloat16, enabled=bf16):
+        with precision_context(net.device, "bf16" if bf16 else "fp32"):
             heads = model.forward_heads(x)
         loss = heads["policy"].float().logsumexp(dim=1).mean() + heads["value"].float().square().mean()
         opt.zero_grad(set_to_none=True)
@@ -275,12 +275,14 @@ def bench_bf16(net: AZNet, seconds: float, batch_size: int = 256, seed: int = 0)
         opt.step()
         return batch_size
 
+    n = min(128, batch_size)
+
     @torch.inference_mode()
     def forward(bf16: bool) -> int:
         model.eval()
-        with torch.autocast(net.device.type, dtype=torch.bfloat16, enabled=bf16):
-            model.forward_heads(x[:128])
-        return 128
+        with precision_context(net.device, "bf16" if bf16 else "fp32"):
+            model.forward_heads(x[:n])
+        return n
 
     bf16_train, fp32_train, train_ratio = _paired_rates(lambda: step(True), lambda: step(False), seconds,
                                                         min_rounds=3)

@@ -19,6 +19,7 @@ import torch
 from alphazero_concepts.arena.match import play_match
 from alphazero_concepts.arena.players import PLAYER_CACHE_SIZE, MCTSPlayer
 from alphazero_concepts.nn.loading import resolve_series
+from alphazero_concepts.nn.network import PRECISIONS
 from alphazero_concepts.search.mcts import MCTSConfig
 from alphazero_concepts.search.roots import bundled_openings
 
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--sims", type=int, default=100)
     parser.add_argument("--games", type=int, default=40)
     parser.add_argument("--max-plies", type=int, default=300)
-    parser.add_argument("--precision", default="fp32", help="side A's network precision: fp32 or bf16")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="side A's network precision")
     parser.add_argument("--c-init", type=float, help="side A's PUCT c_init (default: MCTSConfig's)")
     parser.add_argument("--fpu-reduction", type=float, help="side A's first-play-urgency reduction")
     parser.add_argument("--out", type=Path, required=True)

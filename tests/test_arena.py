@@ -304,15 +304,27 @@ def test_mcts_player_batches_all_boards_and_raw_policy() -> None:
     moves = player.choose_moves(boards)
     assert all(m in b.legal_moves for m, b in zip(moves, boards, strict=True))
     assert player.budget == {"kind": "mcts", "simulations": 0}
+
+
+def test_precision_reaches_the_players_and_keeps_bf16_results_apart(series: Series, tmp_path: Path) -> None:
+    boards = [b for _, b in OPENINGS]
     bf16 = MCTSPlayer(tiny_net(1), 4, name="bf16", precision="bf16")
     assert bf16.budget == {"kind": "mcts", "simulations": 4, "precision": "bf16"}
+    assert bf16.evaluator.precision == "bf16"  # type: ignore[attr-defined]
     assert all(m in b.legal_moves for m, b in zip(bf16.choose_moves(boards), boards, strict=True))
     with pytest.raises(ValueError, match="precision"):
         MCTSPlayer(tiny_net(1), 4, precision="int8")
+    with pytest.raises(ValueError, match="evaluator"):
+        MCTSPlayer(None, 4, evaluator=UniformEvaluator(), precision="bf16")
     fp32 = LadderConfig(games=2, simulations=8, maia_simulations=16)
     assert ladder_mod.pairing_key("c0", "maia-1900", fp32) == "c0@sims=8 vs maia-1900@sims=16 games=2 max_plies=400"
-    assert ladder_mod.pairing_key("c0", "maia-1900", replace(fp32, precision="bf16")) == \
+    config = replace(fp32, precision="bf16")
+    assert ladder_mod.pairing_key("c0", "maia-1900", config) == \
         "c0@sims=8,bf16 vs maia-1900@sims=16,bf16 games=2 max_plies=400"  # stored apart from fp32 results
+    ladder = Ladder(series, tmp_path / "arena", config, openings=OPENINGS)
+    assert ladder._player("c1").evaluator.precision == "bf16"  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="precision"):
+        LadderConfig(precision="fp16")
 
 
 # ---------------------------------------------------------------------------------------------------------------

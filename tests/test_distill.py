@@ -247,6 +247,23 @@ def test_a_distillation_step_reduces_loss_on_a_fixed_batch(tmp_path: Path, preci
     assert last["policy_loss"] < first["policy_loss"] - 0.5
     assert last["value_loss"] < first["value_loss"]
     assert all(p.dtype == torch.float32 for p in net.parameters())  # bf16 autocast keeps float32 weights
+
+
+def test_bf16_runs_the_step_in_bfloat16_and_unknown_precisions_are_refused(tmp_path: Path) -> None:
+    write_games(tmp_path / "g.jsonl.gz", 2)
+    data = load_engine_data([tmp_path / "g.jsonl.gz"])
+    rows = np.arange(32)
+    first: dict[str, dict[str, float]] = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        net = AZNet(TINY)
+        seen: list[torch.dtype] = []
+        net.stem_conv.register_forward_hook(lambda _m, _i, out, seen=seen: seen.append(out.dtype))
+        first[precision] = kd.train_step(net, torch.optim.SGD(net.parameters(), lr=0.0), data, rows,
+                                         _config(tmp_path, precision=precision))
+        assert seen == [torch.bfloat16 if precision == "bf16" else torch.float32]
+    assert first["bf16"]["policy_loss"] != first["fp32"]["policy_loss"]  # the same weights, another arithmetic
+    assert first["bf16"]["policy_loss"] == pytest.approx(first["fp32"]["policy_loss"], rel=0.02)
     with pytest.raises(ValueError, match="precision"):
         _config(tmp_path, precision="fp8")
 

@@ -81,7 +81,8 @@ def arena(
     ci: Annotated[str, typer.Option("--ci", help="Elo intervals: fisher (Hessian) or bootstrap")] = "fisher",
     sts: Annotated[Path | None, typer.Option("--sts", help="STS EPD file: add each checkpoint's STS score")] = None,
     sts_sims: Annotated[int | None, typer.Option("--sts-sims", help="Simulations for STS (default: --sims)")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default runs/arena/<series>)")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default runs/arena/<series>, "
+                                                           "<series>-bf16 with --precision bf16)")] = None,
     write_elo: Annotated[bool, typer.Option("--write-elo", help="Store the fitted Elos in the series manifest")
                          ] = False,
     threads: ThreadsOpt = 1,
@@ -116,7 +117,8 @@ def arena(
                               maia_dir=str(maia_dir) if maia_dir else None,
                               sts_suite=str(sts) if sts else None, sts_simulations=sts_sims, device=device,
                               precision=precision)
-        ladder = Ladder(s, out or Path("runs/arena") / s.name, config)
+        default_out = Path("runs/arena") / (s.name if precision == "fp32" else f"{s.name}-{precision}")
+        ladder = Ladder(s, out or default_out, config)
     except (CheckpointError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     with _progress() as progress:

@@ -235,8 +235,9 @@ class Ladder:
             label = f"{a} vs {b}"
             if progress is not None:
                 progress(label, 0, self.config.games)
-            pgn = self.out / "games" / f"{a}_vs_{b}.pgn"
-            partial = self.out / "partial" / f"{a}_vs_{b}.jsonl"
+            stem = f"{a}_vs_{b}" + ("" if self.config.precision == "fp32" else f"_{self.config.precision}")
+            pgn = self.out / "games" / f"{stem}.pgn"
+            partial = self.out / "partial" / f"{stem}.jsonl"
             report = (lambda done, total, lb=label: progress(lb, done, total)) if progress is not None else None
             with open_partial(partial, key) as (done, store):
                 result = play_match(self._player(a), self._player(b), self.config.games, self.openings,
@@ -352,7 +353,8 @@ class Ladder:
             "series_dir": str(self.series.directory),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "settings": cfg.to_dict(),
-            "budgets": {"ours": {"simulations": cfg.simulations, "search": "batched PUCT MCTS, no noise, best move"},
+            "budgets": {"ours": {"simulations": cfg.simulations, "search": "batched PUCT MCTS, no noise, best move",
+                                 "precision": cfg.precision},
                         "stockfish": {**cfg.stockfish_budget(), "threads": 1, "hash_mb": 16}
                         if cfg.stockfish_levels() else None},
             "elo_method": fit.method,
@@ -385,15 +387,16 @@ class Ladder:
         sims = cfg.simulations if cfg.sts_simulations is None else cfg.sts_simulations
         path = self.out / "sts.json"
         cache = json.loads(path.read_text()) if path.is_file() else {}
-        if cache.get("suite") != str(cfg.sts_suite) or cache.get("simulations") != sims:
-            cache = {"suite": str(cfg.sts_suite), "simulations": sims, "checkpoints": {}}
+        if cache.get("suite") != str(cfg.sts_suite) or cache.get("simulations") != sims \
+                or cache.get("precision", "fp32") != cfg.precision:
+            cache = {"suite": str(cfg.sts_suite), "simulations": sims, "precision": cfg.precision, "checkpoints": {}}
         positions = None
         for name in self.names:
             if name in cache["checkpoints"]:
                 continue
             positions = positions if positions is not None else read_sts(cfg.sts_suite)
             net, _ = self.series.load(name, cfg.device)
-            cache["checkpoints"][name] = run_sts(net, positions, sims, model=name).to_dict()
+            cache["checkpoints"][name] = run_sts(net, positions, sims, model=name, precision=cfg.precision).to_dict()
             atomic_write_bytes(path, (json.dumps(cache, indent=1) + "\n").encode())
         return cache
 
@@ -423,6 +426,8 @@ def plot_ladder(ladder: dict, path: str | Path) -> Path:
     ax.set_ylabel(f"Elo ({next(iter(ladder['anchor']))} = 0)")
     budgets = ladder["budgets"]
     title = f"{ladder['series']}: {budgets['ours']['simulations']} simulations/move"
+    if budgets["ours"].get("precision", "fp32") != "fp32":
+        title += f" ({budgets['ours']['precision']})"
     if budgets.get("stockfish"):
         sf = budgets["stockfish"]
         title += "; Stockfish " + (f"{sf['nodes']} nodes" if sf.get("nodes") else f"{sf['movetime']} s") + "/move"

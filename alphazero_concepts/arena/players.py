@@ -88,7 +88,9 @@ def policy_best_moves(evaluator: Evaluator, boards: Sequence[chess.Board]) -> li
 class MCTSPlayer(Player):
     """Our network with the project's batched MCTS: the most-visited move after `simulations`, no root noise.
 
-    `simulations=0` plays the raw policy's most probable move. `evaluator` replaces the network (tests and
+    `simulations=0` plays the raw policy's most probable move. `precision` "bf16" runs the network under bfloat16
+    autocast (faster on bf16 hardware, measurably weaker: docs/arena.md); it is part of `budget` when not fp32.
+    `evaluator` replaces the network (tests and
     baselines use `UniformEvaluator`). The search keeps its evaluation cache (`PLAYER_CACHE_SIZE` entries unless
     `config` says otherwise) between calls, so positions met again (the next move's subtree, repeated openings)
     cost no new network calls; this changes speed, not moves.
@@ -101,6 +103,8 @@ class MCTSPlayer(Player):
             raise ValueError(f"simulations must be ≥ 0, got {simulations}")
         if net is None and evaluator is None:
             raise ValueError("MCTSPlayer needs a network or an evaluator")
+        if evaluator is not None and precision != "fp32":
+            raise ValueError("precision applies to the player's own NetEvaluator: set it on the evaluator passed")
         self.name = name
         self.simulations = simulations
         self.precision = check_precision(precision)

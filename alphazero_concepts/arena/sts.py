@@ -193,8 +193,10 @@ def choose_sts_moves(player: MCTSPlayer, positions: Sequence[STSPosition], *, ch
 
 
 def run_sts(net: HookedNet, positions: Sequence[STSPosition], simulations: int, *, model: str = "",
-            chunk: int = 256, progress: Callable[[int, int], None] | None = None) -> STSScore:
-    """Score a network on the suite with MCTS at `simulations` (0: the raw policy's top move)."""
-    player = MCTSPlayer(net, simulations, name=model or "model")
+            chunk: int = 256, progress: Callable[[int, int], None] | None = None,
+            precision: str = "fp32") -> STSScore:
+    """Score a network on the suite with MCTS at `simulations` (0: the raw policy's top move); `precision` of
+    the network call as for `MCTSPlayer`."""
+    player = MCTSPlayer(net, simulations, name=model or "model", precision=precision)
     moves = choose_sts_moves(player, positions, chunk=chunk, progress=progress)
     return score_moves(positions, moves, model=model, simulations=simulations)

@@ -392,8 +392,9 @@ def check_precision(precision: str, what: str = "precision") -> str:
 
 def precision_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The autocast context of a precision: "fp32" (none) or "bf16" (bfloat16 matrix products and convolutions,
-    float32 weights). bf16 is faster where the hardware has bfloat16 units (AVX-512 BF16 or AMX CPUs, GPUs) and
-    changes a network's outputs by about 1% (`azc bench`: `net_bf16_speedup`)."""
+    float32 weights). bf16 is faster where the hardware has bfloat16 units (AVX-512 BF16 or AMX CPUs, GPUs:
+    `azc bench`'s `net_bf16_speedup`), and moves a network's value by about 0.003 on average, enough to cost a
+    searching player about 90 Elo (docs/arena.md, "Precision")."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=check_precision(precision) == "bf16")
 
 
@@ -402,6 +403,7 @@ def predict(net: nn.Module, planes: np.ndarray, batch_size: int = 512,
             precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
     """Policy logits (N, P) float32 and values (N,) of a batch of planes, side to move's view; no gradients.
     `precision` "bf16" runs the network under bfloat16 autocast (see `precision_context`)."""
+    check_precision(precision)
     net.eval()
     device = next(net.parameters()).device
     logits_out, values_out = [], []

@@ -172,7 +172,8 @@ def principal_variation(root: SearchNode) -> list[chess.Move]:
 
 
 class NetEvaluator:
-    """Evaluates positions with a network: encodes with the network's format, softmax over legal moves."""
+    """Evaluates positions with a network: encodes with the network's format, softmax over legal moves.
+    `precision` "bf16": the network under bfloat16 autocast (`nn.network.precision_context`)."""
 
     def __init__(self, net: AZNet, batch_size: int = 1024, precision: str = "fp32") -> None:
         self.net = net

@@ -71,7 +71,8 @@ class DistillConfig:
     threads: int = 2
     device: str = "cpu"
     # "bf16": forward and backward under bfloat16 autocast (weights, optimiser and held-out metrics stay float32);
-    # 1.5× faster a step on a CPU with AVX-512 BF16, more on a GPU (`azc bench`, `train_bf16_speedup`)
+    # about 1.1× the steps a second with two threads on this project's AVX-512 BF16 CPU (`azc bench`:
+    # `train_bf16_speedup`); recorded in every log line and checkpoint, since a resume may change it
     precision: str = "fp32"
     prefix: str = "kd"
 
@@ -273,7 +274,7 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
                               wall_time_s=time.time() - t0,
                               extra={"holdout": held, "value_mse": held["value_mse"],
                                      "data": {"files": [Path(s).name for s in data.sources],
-                                              "positions": len(train_rows)}})
+                                              "positions": len(train_rows)}, "precision": config.precision})
         series.add(net, meta, half=True)
         _append_log(out / LOG_FILE, {"step": step, "checkpoint": meta.name, "holdout": held})
         say(f"{meta.name}: held-out agreement {held['agree']:.3f}, policy loss {held['policy_loss']:.3f}, "
@@ -293,7 +294,7 @@ def train_distill(config: DistillConfig, out: str | Path, *, max_steps: int | No
             progress(step, stats)
         if step % config.log_every == 0:
             mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
-            _append_log(out / LOG_FILE, {"step": step, "train": mean, "lr": stats["lr"],
+            _append_log(out / LOG_FILE, {"step": step, "train": mean, "lr": stats["lr"], "precision": config.precision,
                                          "positions_per_s": stats["positions_per_s"],
                                          "wall_time_s": time.time() - t0})
             window = []
