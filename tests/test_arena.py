@@ -474,6 +474,7 @@ def test_ladder_resumes_and_writes_ladder_json(series: Series, tmp_path: Path, f
     assert len(ladder.played) == len(calls) == len(result["pairs"]) - 1
     assert [c["name"] for c in result["checkpoints"]] == ["c0", "c1", "c2"]
     assert result["checkpoints"][0]["elo"] == 0.0
+    assert {c["architecture"] for c in result["checkpoints"]} == {f"{TINY.blocks}x{TINY.channels}"}
     for row in result["checkpoints"]:
         lo, hi = row["elo_ci"]
         assert lo <= row["elo"] <= hi and row["games"] >= 2

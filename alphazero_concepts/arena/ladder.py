@@ -114,6 +114,11 @@ def _spec(name: str, config: LadderConfig) -> str:
     return f"{name}@sims={config.simulations}{tail}"
 
 
+def _architecture(series: Series) -> str | None:
+    """"blocks x channels" of a one-architecture series (None when its manifest has no config)."""
+    return f"{series.config.blocks}x{series.config.channels}" if series.config is not None else None
+
+
 def pairing_key(a: str, b: str, config: LadderConfig) -> str:
     """Identifies a pairing's result in ``results.json``: players, budgets, games and ply cap."""
     return f"{_spec(a, config)} vs {_spec(b, config)} games={config.games} max_plies={config.max_plies}"
@@ -318,7 +323,8 @@ class Ladder:
             meta = self.series.meta(n)
             row = {"name": n, "elo": fit.ratings.get(n), "elo_ci": list(fit.ci[n]) if n in fit.ci else None,
                    "games": int(fit.games.get(n, 0)), "step": meta.step, "stage": meta.stage,
-                   "positions_seen": meta.positions_seen, "value_mse": meta.extra.get("value_mse")}
+                   "positions_seen": meta.positions_seen, "value_mse": meta.extra.get("value_mse"),
+                   "architecture": meta.extra.get("architecture") or _architecture(self.series)}
             checkpoints.append(row)
         levels = []
         for e, s in cfg.stockfish_levels():
