@@ -92,7 +92,7 @@ def arena(
                             "CPU or GPU has bfloat16 units; pairings are stored apart from fp32 ones")] = "fp32",
 ) -> None:
     """Elo ladder of a checkpoint series: matches, Stockfish levels, fit, ladder.json + PGNs + plot (resumable)."""
-    from alphazero_concepts.arena.ladder import Ladder, LadderConfig
+    from alphazero_concepts.arena.ladder import Ladder, LadderConfig, precision_tag
     from alphazero_concepts.arena.players import EngineNotFoundError
     from alphazero_concepts.nn.checkpoints import CheckpointError
     from alphazero_concepts.nn.loading import resolve_series
@@ -117,7 +117,7 @@ def arena(
                               maia_dir=str(maia_dir) if maia_dir else None,
                               sts_suite=str(sts) if sts else None, sts_simulations=sts_sims, device=device,
                               precision=precision)
-        default_out = Path("runs/arena") / (s.name if precision == "fp32" else f"{s.name}-{precision}")
+        default_out = Path("runs/arena") / f"{s.name}{precision_tag(precision, '-')}"
         ladder = Ladder(s, out or default_out, config)
     except (CheckpointError, ValueError) as exc:
         raise _fail(str(exc)) from exc

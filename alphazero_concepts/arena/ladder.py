@@ -108,10 +108,15 @@ def _spec(name: str, config: LadderConfig) -> str:
         budget = config.stockfish_budget()
         return f"{name}@" + (f"nodes={budget['nodes']}" if budget["nodes"] is not None else
                              f"movetime={budget['movetime']:g}")
-    tail = "" if config.precision == "fp32" else f",{config.precision}"
+    tail = precision_tag(config.precision, ",")
     if name.startswith("maia-") and config.maia_simulations is not None:
         return f"{name}@sims={config.maia_simulations}{tail}"
     return f"{name}@sims={config.simulations}{tail}"
+
+
+def precision_tag(precision: str, sep: str) -> str:
+    """What a non-fp32 precision adds to pairing keys, game files and output folders ("" for fp32)."""
+    return "" if precision == "fp32" else f"{sep}{precision}"
 
 
 def _architecture(series: Series) -> str | None:
@@ -240,7 +245,7 @@ class Ladder:
             label = f"{a} vs {b}"
             if progress is not None:
                 progress(label, 0, self.config.games)
-            stem = f"{a}_vs_{b}" + ("" if self.config.precision == "fp32" else f"_{self.config.precision}")
+            stem = f"{a}_vs_{b}{precision_tag(self.config.precision, '_')}"
             pgn = self.out / "games" / f"{stem}.pgn"
             partial = self.out / "partial" / f"{stem}.jsonl"
             report = (lambda done, total, lb=label: progress(lb, done, total)) if progress is not None else None
