@@ -529,6 +529,46 @@ def test_ladder_keeps_finished_games_of_a_killed_pairing(series: Series, tmp_pat
 
 
 @pytest.mark.integration
+def test_ladder_merges_parts_and_reuses_pairings_in_either_order(series: Series, tmp_path: Path, fake_engine: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts played apart (one with the players the other way round, one at another budget) make one ladder with
+    nothing replayed: the reversed pairing enters the fit from the other side, the other budget is listed unfitted."""
+    base = LadderConfig(games=2, simulations=1, max_plies=12, first_vs_strongest=False)
+    parts = {"a": replace(base, checkpoints=("c0", "c1")), "b": replace(base, checkpoints=("c1", "c2")),
+             "c": replace(base, checkpoints=("c0", "c2")),
+             "d": replace(base, simulations=2, checkpoints=("c2",), stockfish_elo=(1350,), stockfish_vs=("c2",),
+                          stockfish_movetime=0.01, stockfish_path=str(fake_engine))}
+    for name, cfg in parts.items():
+        Ladder(series, tmp_path / name, cfg, openings=OPENINGS).run()
+    c0_c2 = load_results(tmp_path / "c" / "results.json")["c0@sims=1 vs c2@sims=1 games=2 max_plies=12"]
+
+    def no_games(*args, **kwargs):
+        raise AssertionError("a merged pairing was played again")
+
+    monkeypatch.setattr(ladder_mod, "play_match", no_games)
+    out = tmp_path / "merged"
+    merged = Ladder(series, out, replace(base, pairs=("c2:c0",), merge=tuple(str(tmp_path / n) for n in parts)),
+                    openings=OPENINGS)
+    assert merged.merged == 4
+    result = merged.run()
+    assert merged.played == [] and [(r["a"], r["b"]) for r in result["pairs"]] == [("c0", "c1"), ("c1", "c2"),
+                                                                                   ("c2", "c0")]
+    flipped = result["pairs"][2]
+    assert (flipped["wins"], flipped["draws"], flipped["losses"]) == (c0_c2.losses, c0_c2.draws, c0_c2.wins)
+    assert flipped["score"] == pytest.approx(1 - c0_c2.score) and (out / flipped["pgn"]).is_file()
+    [sf] = result["vs_stockfish"]
+    assert sf["checkpoint"] == "c2" and sf["sims"] == 2 and sf["fitted"] is False and sf["uci_elo"] == 1350
+    assert result["stockfish_played_by"] is None and list(result["settings"]["pairs"]) == ["c2:c0"]
+    assert len(load_results(out / "results.json")) == 4  # the merged pairings are kept with this ladder
+    for bad, message in (("c0:c9", "pair c0:c9"), ("c0", "as 'A:B'"), ("c1:c1", "as 'A:B'"),
+                         ("stockfish-elo1350:maia-1100", "pair stockfish-elo1350")):
+        with pytest.raises(ValueError, match=message):
+            Ladder(series, tmp_path / "bad", replace(base, pairs=(bad,), stockfish_elo=(1350,)), openings=OPENINGS)
+    with pytest.raises(ValueError, match="no arena results to merge"):
+        Ladder(series, tmp_path / "bad", replace(base, merge=(str(tmp_path / "missing"),)), openings=OPENINGS)
+
+
+@pytest.mark.integration
 def test_arena_cli(series: Series, tmp_path: Path, fake_engine: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ladder_mod, "bundled_openings", lambda: OPENINGS)
     app = typer.Typer()
@@ -543,6 +583,14 @@ def test_arena_cli(series: Series, tmp_path: Path, fake_engine: Path, monkeypatc
     assert [c["name"] for c in data["checkpoints"]] == ["c0", "c2"]
     assert data["settings"]["stockfish_elo"] == [1350] and data["budgets"]["stockfish"]["movetime"] == 0.01
     assert Series.open(series.directory).meta("c0").elo == 0.0
+    res = runner.invoke(app, ["arena", "--series", str(series.directory), "--checkpoints", "c0,c2", "--games", "2",
+                              "--sims", "1", "--max-plies", "10", "--pair", "c2:c0", "--merge", str(out),
+                              "--out", str(tmp_path / "again")])
+    assert res.exit_code == 0, res.output
+    assert "pairings merged from" in res.output and "0 pairings played" in res.output
+    assert "(not in the fit)" in " ".join(res.output.split())  # c2 against Stockfish: merged, no level given
+    res = runner.invoke(app, ["arena", "--series", str(series.directory), "--merge", str(tmp_path / "none")])
+    assert res.exit_code == 2 and "no arena results to merge" in res.output
     res = runner.invoke(app, ["arena", "--series", str(series.directory), "--checkpoints", "c9"])
     assert res.exit_code == 2 and "c9" in res.output
 

@@ -78,6 +78,12 @@ def arena(
                          ] = None,
     maia_dir: Annotated[Path | None, typer.Option("--maia-dir", help="Folder of maia-<rating>.pb.gz (default: "
                                                                     "../shared/data/models/maia)")] = None,
+    pair: Annotated[list[str] | None, typer.Option(
+        "--pair", help="Extra pairing in the fit, A:B (checkpoints, or a checkpoint and a Stockfish/Maia level "
+                       "given above, e.g. stockfish-elo1800); repeat for more")] = None,
+    merge: Annotated[list[Path] | None, typer.Option(
+        "--merge", help="Reuse the finished pairings of another arena folder (a part of this ladder played apart, "
+                        "or other budgets: listed as not fitted); repeat for more")] = None,
     ci: Annotated[str, typer.Option("--ci", help="Elo intervals: fisher (Hessian) or bootstrap")] = "fisher",
     sts: Annotated[Path | None, typer.Option("--sts", help="STS EPD file: add each checkpoint's STS score")] = None,
     sts_sims: Annotated[int | None, typer.Option("--sts-sims", help="Simulations for STS (default: --sims)")] = None,
@@ -114,7 +120,8 @@ def arena(
                               stockfish_movetime=stockfish_movetime, stockfish_nodes=stockfish_nodes,
                               stockfish_path=stockfish, stockfish_vs=tuple(_names(stockfish_vs)), ci=ci,
                               maia=tuple(_names(maia)), maia_simulations=maia_sims,
-                              maia_dir=str(maia_dir) if maia_dir else None,
+                              maia_dir=str(maia_dir) if maia_dir else None, pairs=tuple(_names(pair)),
+                              merge=tuple(str(m) for m in merge or ()),
                               sts_suite=str(sts) if sts else None, sts_simulations=sts_sims, device=device,
                               precision=precision)
         default_out = Path("runs/arena") / f"{s.name}{precision_tag(precision, '-')}"
@@ -140,6 +147,8 @@ def arena(
         console.print(f"wrote Elos into {s.directory / 'manifest.json'}")
     _print_ladder(result)
     reused = len(result["pairs"]) - len(ladder.played)
+    if ladder.merged:
+        console.print(f"{ladder.merged} pairings merged from {', '.join(map(str, merge or ()))}")
     console.print(f"{len(ladder.played)} pairings played, {reused} reused from {ladder.results_path}; "
                   f"wrote {ladder.out / 'ladder.json'}, {ladder.out / 'ladder.png'}, PGNs in {ladder.out / 'games'}")
 
@@ -164,12 +173,17 @@ def _print_ladder(ladder: dict) -> None:
         table.add_row(*cells)
     console.print(table)
     for row in ladder["vs_stockfish"]:
-        console.print(f"{row['checkpoint']} vs {row['stockfish']}: +{row['wins']} ={row['draws']} -{row['losses']} "
-                      f"(score {row['score']:.3f} over {row['games']} games)")
+        console.print(f"{row['checkpoint']} ({row['sims']} sims) vs {row['stockfish']}: +{row['wins']} "
+                      f"={row['draws']} -{row['losses']} (score {row['score']:.3f} over {row['games']} games)"
+                      f"{_unfitted(row)}")
     for row in ladder.get("vs_maia", []):
         console.print(f"{row['checkpoint']} ({row['sims']} sims) vs {row['maia']} ({row['maia_sims']} sims): "
                       f"+{row['wins']} ={row['draws']} -{row['losses']} (score {row['score']:.3f} over "
-                      f"{row['games']} games)")
+                      f"{row['games']} games){_unfitted(row)}")
+
+
+def _unfitted(row: dict) -> str:
+    return "" if row.get("fitted", True) else " (not in the fit)"
 
 
 def sts(

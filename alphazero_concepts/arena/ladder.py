@@ -2,20 +2,26 @@
 
 Plan (all pairings played with `play_match`, `games` games each, `simulations` per move for our side):
 
-1. adjacent checkpoints in series order (or every pair with `all_pairs`);
+1. adjacent checkpoints in series order (or every pair with `all_pairs`), then the extra `pairs` ("A:B": two
+   checkpoints, or a checkpoint and a configured Stockfish or Maia level);
 2. after a first fit, the first checkpoint against the strongest (when not already paired), then each of
    `stockfish_vs` (default: the strongest by that fit) against every Stockfish level.
 
 Every finished pairing is written at once (atomically) to ``results.json`` in the output directory under a key
 naming both players, their budgets, the number of games and the ply cap; a killed ladder started again with the
-same settings skips those pairings. Within a pairing, each finished game is appended to ``partial/A_vs_B.jsonl``
-at once, so a restarted pairing replays only the games that had not ended.
+same settings skips those pairings. A pairing is found in either order (``A vs B`` is ``B vs A`` seen from the
+other side), and `merge` adds the finished pairings of other arena folders (parts of one ladder played apart, or
+the same players under other budgets) to this one's ``results.json``. Within a pairing, each finished game is
+appended to ``partial/A_vs_B.jsonl`` at once, so a restarted pairing replays only the games that had not ended.
 
 The final fit (see `elo`) is anchored at the first checkpoint = 0, and separately, when Stockfish played at
 UCI_Elo levels, with each level fixed at its UCI_Elo. ``ladder.json`` holds at least ``checkpoints: [{name, elo,
 elo_ci, games, value_mse}]`` in series order, ``vs_stockfish: [{checkpoint, uci_elo, games, score, sims}]`` and
 ``vs_maia: [{checkpoint, maia, games, score, sims, maia_sims}]`` (Maia levels, human yardsticks, searching with
-`maia_simulations`, by default as many as ours); PGNs go to ``games/`` and the plot to ``ladder.png``.
+`maia_simulations`, by default as many as ours); PGNs go to ``games/`` and the plot to ``ladder.png``. Each
+``vs_stockfish``/``vs_maia`` row says whether it entered the fit (``fitted``): finished pairings of a ladder
+checkpoint against Stockfish or Maia outside the plan (another budget, e.g. 800 simulations, or a merged part) are
+listed with ``fitted: false``.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class LadderConfig(DictConfig):
     maia: tuple[str, ...] = ()  # human yardsticks, e.g. ("maia-1100", "maia-1900"): lc0 weights in `maia_dir`
     maia_simulations: int | None = None  # Maia's simulations a move (default: `simulations`, same as ours)
     maia_dir: str | None = None  # folder of maia-<rating>.pb.gz (default: `engines.locate_maia_dir`)
+    pairs: tuple[str, ...] = ()  # extra pairings "A:B" in the fit (checkpoints, Stockfish or Maia level names)
+    merge: tuple[str, ...] = ()  # other arena folders (or their results.json) whose finished pairings are reused
     ci: str = "fisher"  # "fisher" (Hessian) or "bootstrap"
     sts_suite: str | None = None  # STS EPD: score every checkpoint and add the totals to ladder.json
     sts_simulations: int | None = None  # default: `simulations`
@@ -73,7 +81,7 @@ class LadderConfig(DictConfig):
 
     def __post_init__(self) -> None:
         check_precision(self.precision)
-        for name in ("checkpoints", "stockfish_elo", "stockfish_skill", "stockfish_vs", "maia"):
+        for name in ("checkpoints", "stockfish_elo", "stockfish_skill", "stockfish_vs", "maia", "pairs", "merge"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.games < 1 or self.simulations < 0 or self.max_plies < 1:
             raise ValueError("games and max_plies must be ≥ 1 and simulations ≥ 0")
@@ -81,6 +89,18 @@ class LadderConfig(DictConfig):
             raise ValueError(f"ci must be 'fisher' or 'bootstrap', got {self.ci!r}")
         if self.stockfish_nodes is None and self.stockfish_movetime is None and self.stockfish_levels():
             raise ValueError("Stockfish needs a budget: stockfish_movetime or stockfish_nodes")
+        for pair in self.pairs:
+            a, sep, b = pair.partition(":")
+            if not sep or not a or not b or a == b:
+                raise ValueError(f"pairs take two different players as 'A:B', got {pair!r}")
+
+    def extra_pairs(self) -> list[tuple[str, str]]:
+        """`pairs` as (a, b) tuples."""
+        return [(a, b) for a, _, b in (p.partition(":") for p in self.pairs)]
+
+    def engine_names(self) -> list[str]:
+        """Player names of the configured Stockfish and Maia levels."""
+        return [stockfish_name(e, s) for e, s in self.stockfish_levels()] + list(self.maia)
 
     def maia_path(self, name: str) -> Path:
         """The weight file of Maia level `name` ("maia-1900"); ValueError naming where it was looked for."""
@@ -138,6 +158,32 @@ def load_results(path: Path) -> dict[str, MatchResult]:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
     return {key: MatchResult.from_dict(rec) for key, rec in data.get("pairings", {}).items()}
+
+
+def merge_results(results: dict[str, MatchResult], sources: Sequence[str | Path], out: Path) -> int:
+    """Add the finished pairings of other arena folders (or results.json files) to `results`; returns how many.
+
+    A key already in `results` keeps its own result; PGN paths are rewritten relative to `out`.
+    """
+    added = 0
+    for source in sources:
+        path = Path(source)
+        path = path / "results.json" if path.is_dir() else path
+        if not path.is_file():
+            raise ValueError(f"{source}: no arena results to merge (expected {path})")
+        for key, result in load_results(path).items():
+            if key in results:
+                continue
+            if result.pgn is not None:
+                result.pgn = os.path.relpath(path.parent / result.pgn, out)
+            results[key] = result
+            added += 1
+    return added
+
+
+def is_engine(name: str) -> bool:
+    """Stockfish and Maia players (not checkpoints of the series)."""
+    return name.startswith(("stockfish-", "maia-"))
 
 
 def save_results(path: Path, results: dict[str, MatchResult], series: str) -> None:
@@ -202,12 +248,18 @@ class Ladder:
             raise ValueError("a ladder needs at least two checkpoints, a Stockfish level or a Maia level")
         for m in self.config.maia:
             self.config.maia_path(m)  # fail before any game
+        players = {*self.names, *self.config.engine_names()}
+        for a, b in self.config.extra_pairs():
+            if a not in players or b not in players or (is_engine(a) and is_engine(b)):
+                raise ValueError(f"pair {a}:{b}: each pairing needs a ladder checkpoint and a checkpoint or a "
+                                 f"configured Stockfish/Maia level (have {', '.join(sorted(players))})")
         if self.config.games > 2 * len(self.openings) and len(self.names) > 1:
             warnings.warn(f"{self.config.games} games per pairing but only {len(self.openings)} openings: games "
                           "between two checkpoints are deterministic, so an opening played twice with one colour "
                           "repeats the same game", UserWarning, stacklevel=2)
         self.results_path = self.out / "results.json"
         self.results = load_results(self.results_path)
+        self.merged = merge_results(self.results, self.config.merge, self.out)  # pairings taken from elsewhere
         self._players: dict[str, Player] = {}
         self.played: list[str] = []  # keys of pairings played by this run (the rest came from results.json)
 
@@ -237,10 +289,18 @@ class Ladder:
         self._players.clear()
 
     # -- playing ---------------------------------------------------------------------------------------------
+    def result(self, a: str, b: str) -> MatchResult | None:
+        """The finished pairing of `a` and `b` under this ladder's budgets, from `a`'s view, stored in either order."""
+        found = self.results.get(pairing_key(a, b, self.config))
+        if found is not None:
+            return found
+        other = self.results.get(pairing_key(b, a, self.config))
+        return other.flipped() if other is not None else None
+
     def _play(self, pairs: Sequence[tuple[str, str]], progress: LadderProgress | None) -> None:
         for a, b in pairs:
             key = pairing_key(a, b, self.config)
-            if key in self.results:
+            if self.result(a, b) is not None:
                 continue
             label = f"{a} vs {b}"
             if progress is not None:
@@ -262,17 +322,20 @@ class Ladder:
             with contextlib.suppress(OSError):
                 partial.parent.rmdir()  # only when no other pairing left games there
 
-    def _fit(self, keys: Sequence[str], anchors: dict[str, float]) -> EloFit:
-        pairs = pair_results([self.results[k] for k in keys])
+    def _fit(self, pairs: Sequence[tuple[str, str]], anchors: dict[str, float]) -> EloFit:
+        found = pair_results([r for a, b in pairs if (r := self.result(a, b)) is not None])
         if self.config.ci == "bootstrap":
-            return bootstrap_elo(pairs, anchors)
-        return fit_elo(pairs, anchors)
+            return bootstrap_elo(found, anchors)
+        return fit_elo(found, anchors)
 
     def plan(self) -> list[tuple[str, str]]:
-        """Phase-1 pairings: adjacent checkpoints in series order (every pair with `all_pairs`)."""
-        if self.config.all_pairs:
-            return list(itertools.combinations(self.names, 2))
-        return list(itertools.pairwise(self.names))
+        """Phase-1 pairings: adjacent checkpoints in series order (every pair with `all_pairs`), then `pairs`."""
+        planned = list(itertools.combinations(self.names, 2)) if self.config.all_pairs else \
+            list(itertools.pairwise(self.names))
+        for a, b in self.config.extra_pairs():
+            if (a, b) not in planned and (b, a) not in planned:
+                planned.append((a, b))
+        return planned
 
     def run(self, progress: LadderProgress | None = None) -> dict:
         """Play what is missing, fit, write ``ladder.json`` and ``ladder.png``; returns the ladder dict."""
@@ -280,17 +343,19 @@ class Ladder:
         if cfg.stockfish_levels():
             find_stockfish(cfg.stockfish_path)  # fail before hours of games, not after
         self.out.mkdir(parents=True, exist_ok=True)
+        if self.merged:
+            save_results(self.results_path, self.results, self.series.name)
         pairs = self.plan()
         levels = [stockfish_name(e, s) for e, s in cfg.stockfish_levels()]
         try:
             self._play(pairs, progress)
-            keys = [pairing_key(a, b, cfg) for a, b in pairs]
             first = self.names[0]
             strongest = first
             if pairs:
-                fit = self._fit(keys, {first: 0.0})
+                fit = self._fit(pairs, {first: 0.0})
                 strongest = max(self.names, key=lambda n: fit.ratings[n])
-                if cfg.first_vs_strongest and strongest != first and (first, strongest) not in pairs:
+                if cfg.first_vs_strongest and strongest != first and (first, strongest) not in pairs \
+                        and (strongest, first) not in pairs:
                     pairs.append((first, strongest))
                     self._play(pairs[-1:], progress)
             vs = list(cfg.stockfish_vs) or [strongest]
@@ -309,14 +374,13 @@ class Ladder:
     def _ladder(self, pairs: list[tuple[str, str]], sf_pairs: list[tuple[str, str]], planned_strongest: str,
                 maia_pairs: list[tuple[str, str]] = ()) -> dict:  # type: ignore[assignment]
         cfg = self.config
-        maia_pairs = list(maia_pairs)
-        keys = [pairing_key(a, b, cfg) for a, b in [*pairs, *sf_pairs, *maia_pairs]]
-        fit = self._fit(keys, {self.names[0]: 0.0})
+        fitted = [*pairs, *sf_pairs, *maia_pairs]
+        fit = self._fit(fitted, {self.names[0]: 0.0})
         sf_scale = None
         sf_anchor = {stockfish_name(e, None): float(e) for e in cfg.stockfish_elo}
-        anchored = {b: sf_anchor[b] for _, b in sf_pairs if b in sf_anchor}
+        anchored = {p: sf_anchor[p] for pair in fitted for p in pair if p in sf_anchor}
         if anchored:
-            sf_fit = self._fit(keys, anchored)
+            sf_fit = self._fit(fitted, anchored)
             sf_scale = {**sf_fit.to_dict(), "checkpoints": [
                 {"name": n, "elo": sf_fit.ratings[n], "elo_ci": list(sf_fit.ci[n])}
                 for n in self.names if n in sf_fit.ratings]}
@@ -337,25 +401,26 @@ class Ladder:
             if lvl in fit.ratings:
                 levels.append({"name": lvl, "uci_elo": e, "skill_level": s, "elo": fit.ratings[lvl],
                                "elo_ci": list(fit.ci[lvl]), "games": int(fit.games[lvl])})
-        vs_sf, vs_maia, pair_rows = [], [], []
-        for a, b in [*pairs, *sf_pairs, *maia_pairs]:
-            r = self.results[pairing_key(a, b, cfg)]
+        vs_sf: list[dict] = []
+        vs_maia: list[dict] = []
+        pair_rows = []
+        for a, b in fitted:
+            r = self.result(a, b)
+            assert r is not None  # every fitted pairing was played or reused
             row = {"a": a, "b": b, "games": r.n_games, "wins": r.wins, "draws": r.draws, "losses": r.losses,
                    "score": r.score, "adjudicated": r.adjudicated, "wall_s": r.wall_s, "pgn": r.pgn,
                    "budget_a": r.budget_a, "budget_b": r.budget_b, "stats_a": r.stats_a, "stats_b": r.stats_b}
             pair_rows.append(row)
-            if (a, b) in sf_pairs:
-                vs_sf.append({"checkpoint": a, "stockfish": b, "uci_elo": r.budget_b.get("uci_elo"),
-                              "skill_level": r.budget_b.get("skill_level"), "games": r.n_games, "wins": r.wins,
-                              "draws": r.draws, "losses": r.losses, "score": r.score, "simulations": cfg.simulations,
-                              "sims": r.budget_a.get("simulations", cfg.simulations),
-                              "movetime": r.budget_b.get("movetime"), "nodes": r.budget_b.get("nodes"),
-                              "engine": r.budget_b.get("engine"), "wall_s": r.wall_s,
-                              "stockfish_stats": r.stats_b, "checkpoint_stats": r.stats_a})
-            if (a, b) in maia_pairs:
-                vs_maia.append({"checkpoint": a, "maia": b, "games": r.n_games, "wins": r.wins, "draws": r.draws,
-                                "losses": r.losses, "score": r.score, "sims": r.budget_a.get("simulations"),
-                                "maia_sims": r.budget_b.get("simulations"), "wall_s": r.wall_s})
+            if is_engine(a) or is_engine(b):
+                _engine_row(r if is_engine(b) else r.flipped(), fitted=True, vs_sf=vs_sf, vs_maia=vs_maia)
+        fitted_keys = {pairing_key(x, y, cfg) for a, b in fitted for x, y in ((a, b), (b, a))}
+        for key, r in self.results.items():  # played (here or in a merged part) but not in this fit
+            if key in fitted_keys:
+                continue
+            if r.a in self.names and is_engine(r.b):
+                _engine_row(r, fitted=False, vs_sf=vs_sf, vs_maia=vs_maia)
+            elif r.b in self.names and is_engine(r.a):
+                _engine_row(r.flipped(), fitted=False, vs_sf=vs_sf, vs_maia=vs_maia)
         total_games = sum(r["games"] for r in pair_rows)
         total_s = sum(r["wall_s"] for r in pair_rows)
         ladder = {
@@ -371,7 +436,7 @@ class Ladder:
             "elo_method": fit.method,
             "anchor": {self.names[0]: 0.0},
             "strongest": strongest,
-            "stockfish_played_by": sorted({a for a, _ in sf_pairs}) or None,
+            "stockfish_played_by": sorted({r["checkpoint"] for r in vs_sf if r["fitted"]}) or None,
             "stockfish_chosen_as_strongest": planned_strongest,
             "checkpoints": checkpoints,
             "stockfish_levels": levels,
@@ -414,6 +479,22 @@ class Ladder:
     def write_elo(self, ladder: dict) -> None:
         """Store the fitted Elos (first checkpoint = 0) in the series manifest (`Series.set_elo`)."""
         self.series.set_elo({row["name"]: row["elo"] for row in ladder["checkpoints"] if row["elo"] is not None})
+
+
+def _engine_row(r: MatchResult, *, fitted: bool, vs_sf: list[dict], vs_maia: list[dict]) -> None:
+    """Append checkpoint `r.a`'s result against Stockfish or Maia `r.b` to the matching ``ladder.json`` list."""
+    sims = r.budget_a.get("simulations")
+    if r.b.startswith("maia-"):
+        vs_maia.append({"checkpoint": r.a, "maia": r.b, "games": r.n_games, "wins": r.wins, "draws": r.draws,
+                        "losses": r.losses, "score": r.score, "sims": sims, "maia_sims": r.budget_b.get("simulations"),
+                        "wall_s": r.wall_s, "fitted": fitted})
+    else:
+        vs_sf.append({"checkpoint": r.a, "stockfish": r.b, "uci_elo": r.budget_b.get("uci_elo"),
+                      "skill_level": r.budget_b.get("skill_level"), "games": r.n_games, "wins": r.wins,
+                      "draws": r.draws, "losses": r.losses, "score": r.score, "simulations": sims, "sims": sims,
+                      "movetime": r.budget_b.get("movetime"), "nodes": r.budget_b.get("nodes"),
+                      "engine": r.budget_b.get("engine"), "wall_s": r.wall_s, "stockfish_stats": r.stats_b,
+                      "checkpoint_stats": r.stats_a, "fitted": fitted})
 
 
 def plot_ladder(ladder: dict, path: str | Path) -> Path:

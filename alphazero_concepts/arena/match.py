@@ -84,6 +84,12 @@ class MatchResult:
     def adjudicated(self) -> int:
         return sum(g.termination == ADJUDICATED for g in self.games)
 
+    def flipped(self) -> MatchResult:
+        """The same pairing from player B's view (wins and losses, budgets and stats swapped; games unchanged)."""
+        return MatchResult(a=self.b, b=self.a, budget_a=self.budget_b, budget_b=self.budget_a, wins=self.losses,
+                           draws=self.draws, losses=self.wins, max_plies=self.max_plies, wall_s=self.wall_s,
+                           pgn=self.pgn, stats_a=self.stats_b, stats_b=self.stats_a, games=self.games)
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data.update(n_games=self.n_games, score=self.score, adjudicated=self.adjudicated)
