@@ -11,7 +11,7 @@ and copies `ladder.json` and `ladder.png` beside them. The series' `info` record
 
 `--evaluate SERIES` instead re-scores every checkpoint of SERIES on one held-out slice: that of the run's final
 data (its `distill.json`). Checkpoints made before files were added to the run were scored on a smaller slice;
-this makes their `value_mse` comparable (the ladder reads it from the manifest).
+this makes their `value_mse` comparable, in the manifest and in the bundled `ladder.json`'s rows.
 """
 
 from __future__ import annotations
@@ -42,6 +42,13 @@ def evaluate_series(directory: Path, run: Path) -> None:
         print(f"{meta.name}: agreement {held['agree']:.3f}, value MSE {held['value_mse']:.4f} "
               f"(constant {held['value_mse_constant']:.4f})")
     series.write_manifest()
+    ladder_path = directory / "ladder.json"
+    if ladder_path.is_file():  # the bundled ladder's rows carry the same, comparable value MSE
+        ladder = json.loads(ladder_path.read_text())
+        mse = {meta.name: meta.extra["value_mse"] for meta in series.entries}
+        for row in ladder["checkpoints"]:
+            row["value_mse"] = mse.get(row["name"], row.get("value_mse"))
+        ladder_path.write_text(json.dumps(ladder, indent=2) + "\n")
 
 
 def main() -> None:

@@ -248,6 +248,18 @@ def test_series_add_reopen_order_and_strongest(tmp_path: Path) -> None:
     assert again.path_of("step0") == directory / "step0.pt"
 
 
+def test_a_series_copy_loads_its_checkpoints_under_its_own_names(tmp_path: Path) -> None:
+    """A mixed series renames checkpoints of other runs (kd-022000 as kd96-022000): `load` names them as listed."""
+    source = Series(tmp_path / "run")
+    source.add(make_net(seed=0), CheckpointMeta(name="kd-022000", step=22000))
+    copy = source.copy_to(tmp_path / "bundle")
+    copy.entries[0].name = "kd96-022000"
+    (copy.directory / "kd-022000.pt").rename(copy.directory / "kd96-022000.pt")
+    copy.write_manifest()
+    _, meta = Series.open(copy.directory).load()
+    assert meta.name == "kd96-022000" and meta.step == 22000
+
+
 def test_series_replaces_a_checkpoint_of_the_same_name(tmp_path: Path) -> None:
     series = Series(tmp_path)
     series.add(make_net(seed=0), CheckpointMeta(name="a"))

@@ -198,8 +198,12 @@ class Series:
         atomic_write_bytes(self.directory / MANIFEST, (json.dumps(data, indent=2) + "\n").encode())
 
     def load(self, name: str | None = None, device: str | torch.device | None = "cpu") -> tuple[AZNet, CheckpointMeta]:
-        """Load checkpoint `name` (default: the strongest)."""
-        return load_checkpoint(self.path_of(name or self.strongest()), device)
+        """Load checkpoint `name` (default: the strongest), named as in this series' manifest (a series of links
+        or copies may rename a checkpoint of another run, e.g. kd-022000 as kd96-022000)."""
+        key = name or self.strongest()
+        net, meta = load_checkpoint(self.path_of(key), device)
+        meta.name = key
+        return net, meta
 
     def strongest(self) -> str:
         """The checkpoint with the highest Elo; the last one when no Elo is known."""
