@@ -560,6 +560,8 @@ def test_ladder_merges_parts_and_reuses_pairings_in_either_order(series: Series,
     assert sf["checkpoint"] == "c2" and sf["sims"] == 2 and sf["fitted"] is False and sf["uci_elo"] == 1350
     assert result["stockfish_played_by"] is None and list(result["settings"]["pairs"]) == ["c2:c0"]
     assert len(load_results(out / "results.json")) == 4  # the merged pairings are kept with this ladder
+    with pytest.raises(RuntimeError, match="no result for c2 vs stockfish-elo1350"):  # other budget: not in this fit
+        merged._fit([("c0", "c1"), ("c2", "stockfish-elo1350")], {"c0": 0.0})
     for bad, message in (("c0:c9", "pair c0:c9"), ("c0", "as 'A:B'"), ("c1:c1", "as 'A:B'"),
                          ("stockfish-elo1350:maia-1100", "pair stockfish-elo1350")):
         with pytest.raises(ValueError, match=message):
