@@ -323,11 +323,11 @@ class Ladder:
                 partial.parent.rmdir()  # only when no other pairing left games there
 
     def _fit(self, pairs: Sequence[tuple[str, str]], anchors: dict[str, float]) -> EloFit:
-        found = {(a, b): self.result(a, b) for a, b in pairs}
-        missing = [f"{a} vs {b}" for (a, b), r in found.items() if r is None]
+        stored = {(a, b): self.result(a, b) for a, b in pairs}
+        missing = [f"{a} vs {b}" for (a, b), r in stored.items() if r is None]
         if missing:  # `_play` plays every planned pairing first; a gap means a bug or a hand-edited results file
             raise RuntimeError(f"{self.results_path}: no result for {', '.join(missing)}; run the ladder to play them")
-        found = pair_results(list(found.values()))
+        found = pair_results([r for r in stored.values() if r is not None])
         if self.config.ci == "bootstrap":
             return bootstrap_elo(found, anchors)
         return fit_elo(found, anchors)
