@@ -21,6 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
+from alphazero_concepts.core.files import atomic_write_bytes
 from alphazero_concepts.nn.checkpoints import Series
 from alphazero_concepts.nn.loading import DEFAULT_SERIES, MODELS_DIR
 
@@ -48,7 +49,7 @@ def evaluate_series(directory: Path, run: Path) -> None:
         mse = {meta.name: meta.extra["value_mse"] for meta in series.entries}
         for row in ladder["checkpoints"]:
             row["value_mse"] = mse.get(row["name"], row.get("value_mse"))
-        ladder_path.write_text(json.dumps(ladder, indent=2) + "\n")
+        atomic_write_bytes(ladder_path, (json.dumps(ladder, indent=2) + "\n").encode())
 
 
 def main() -> None:
